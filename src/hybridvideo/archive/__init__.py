@@ -1,0 +1,1 @@
+"""The archive: where masters and thumbnails live, forever."""

@@ -1,0 +1,1 @@
+"""The catalog: videos, their technical spec, uploads, jobs and events."""

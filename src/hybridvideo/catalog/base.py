@@ -1,0 +1,76 @@
+"""The catalog contract: what the services need from the database, nothing more.
+
+Implementations return domain values (:class:`~hybridvideo.domain.video.VideoState`), never
+ORM objects, and raise domain errors (``NotFound``, ``Conflict``, ``InvalidTransition``,
+``BackendUnavailable``). Every status change is checked against the state machine in
+:mod:`hybridvideo.domain.video` and recorded as an event in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from hybridvideo.domain.video import (
+    NewVideo,
+    StreamStatus,
+    VideoChanges,
+    VideoFilter,
+    VideoState,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class VideoEvent:
+    id: int
+    video_id: str
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VideoPage:
+    items: list[VideoState]
+    total: int
+
+
+@runtime_checkable
+class Catalog(Protocol):
+    def add_video(self, new: NewVideo) -> VideoState:
+        """Record a video and its spec (status ``NOT_DELIVERED``).
+
+        Raises ``Conflict`` if a video with the same master sha256 or the same archive key
+        already exists: one master, one catalog entry.
+        """
+
+    def get_video(self, video_id: str) -> VideoState:
+        """The video or ``NotFound``."""
+
+    def find_by_sha256(self, sha256: str) -> VideoState | None: ...
+
+    def list_videos(self, flt: VideoFilter) -> VideoPage:
+        """Newest first; ``query`` matches the title case-insensitively."""
+
+    def update_video(self, video_id: str, changes: VideoChanges) -> VideoState:
+        """Apply a partial edit; ``NotFound`` if absent."""
+
+    def set_stream_status(
+        self,
+        video_id: str,
+        status: StreamStatus,
+        *,
+        stream_uid: str | None = None,
+        error: str | None = None,
+    ) -> VideoState:
+        """Move delivery to ``status``; repeating the current status changes nothing.
+
+        ``InvalidTransition`` for a move the state machine forbids.
+        """
+
+    def events(self, video_id: str) -> list[VideoEvent]:
+        """The video's recorded events, oldest first."""
+
+    def ping(self) -> None:
+        """Raise ``BackendUnavailable`` unless the database answers and is migrated."""

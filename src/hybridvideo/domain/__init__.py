@@ -1,0 +1,1 @@
+"""Pure domain core: value types and rules, standard library only."""

@@ -1,0 +1,1 @@
+"""Background work: one task-queue library (huey), embedded or Redis-backed."""
