@@ -6,7 +6,8 @@
     ├── ConfigurationError           CONFIG_INVALID       a setting is missing or wrong
     ├── InvalidInput                 INVALID_INPUT        the caller sent something unusable
     │   ├── InvalidKey               INVALID_KEY          an archive key that is unsafe or too long
-    │   └── NotAVideo                NOT_A_VIDEO          a file that no demuxer recognises as video
+    │   ├── NotAVideo                NOT_A_VIDEO          a file that no demuxer recognises as video
+    │   └── RangeNotSatisfiable      RANGE_NOT_SATISFIABLE a byte range outside the object
     ├── NotFound                     NOT_FOUND            the thing asked for does not exist
     ├── Conflict                     CONFLICT             the request clashes with stored state
     │   └── InvalidTransition        INVALID_TRANSITION   a stream status change the state machine forbids
@@ -49,6 +50,14 @@ class NotAVideo(InvalidInput):
     code = "NOT_A_VIDEO"
 
 
+class RangeNotSatisfiable(InvalidInput):
+    code = "RANGE_NOT_SATISFIABLE"
+
+    def __init__(self, message: str, *, size: int, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.size = size
+
+
 class NotFound(HybridVideoError):
     code = "NOT_FOUND"
 
@@ -79,5 +88,6 @@ __all__ = [
     "InvalidTransition",
     "NotAVideo",
     "NotFound",
+    "RangeNotSatisfiable",
     "Unauthorized",
 ]
