@@ -6,13 +6,13 @@
     ├── ConfigurationError           CONFIG_INVALID       a setting is missing or wrong
     ├── InvalidInput                 INVALID_INPUT        the caller sent something unusable
     │   ├── InvalidKey               INVALID_KEY          an archive key that is unsafe or too long
-    │   ├── NotAVideo                NOT_A_VIDEO          a file that no demuxer recognises as video
-    │   └── RangeNotSatisfiable      RANGE_NOT_SATISFIABLE a byte range outside the object
+    │   ├── NotAVideo                NOT_A_VIDEO          a file no demuxer reads as video
+    │   └── RangeNotSatisfiable      RANGE_NOT_SATISFIABLE outside the object
     ├── NotFound                     NOT_FOUND            the thing asked for does not exist
     ├── Conflict                     CONFLICT             the request clashes with stored state
-    │   └── InvalidTransition        INVALID_TRANSITION   a stream status change the state machine forbids
+    │   └── InvalidTransition        INVALID_TRANSITION   a status move the state machine forbids
     ├── Unauthorized                 UNAUTHORIZED         missing or wrong credentials
-    └── BackendUnavailable           BACKEND_UNAVAILABLE  a store, queue or catalog cannot be reached
+    └── BackendUnavailable           BACKEND_UNAVAILABLE  a store, queue or catalog is unreachable
 
 Adapters translate their drivers' exceptions into these at the edge (a missing S3 object
 becomes :class:`NotFound`, a refused connection :class:`BackendUnavailable`); only

@@ -69,6 +69,9 @@ class Catalog(Protocol):
         ``InvalidTransition`` for a move the state machine forbids.
         """
 
+    def record_event(self, video_id: str, kind: str, data: dict[str, Any]) -> VideoEvent:
+        """Append an event to the video's history; ``NotFound`` if the video is absent."""
+
     def events(self, video_id: str) -> list[VideoEvent]:
         """The video's recorded events, oldest first."""
 

@@ -46,6 +46,11 @@ class JobSpec:
     periodic: Periodic | None = None
 
 
+class WorkerHandle(Protocol):
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the worker to finish its current jobs and wait up to ``timeout`` seconds."""
+
+
 @runtime_checkable
 class TaskQueue(Protocol):
     @property
@@ -70,6 +75,9 @@ class TaskQueue(Protocol):
 
     def run_worker(self, *, workers: int, stop: threading.Event) -> None:
         """Run jobs with ``workers`` threads until ``stop`` is set (blocks)."""
+
+    def start_background(self, workers: int) -> WorkerHandle:
+        """Run :meth:`run_worker` in a daemon thread (the embedded server's worker)."""
 
     def ping(self) -> None:
         """Raise ``BackendUnavailable`` unless the backend answers."""

@@ -1,0 +1,1 @@
+"""The HTTP edge: FastAPI app, thin routers, errors mapped in one place."""

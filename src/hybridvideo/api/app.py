@@ -1,0 +1,81 @@
+"""``create_app(container)``: the FastAPI application, with nothing built at import time."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.routing import APIRoute
+
+from hybridvideo import __version__
+from hybridvideo.api import errors
+from hybridvideo.api.routers import health, videos
+from hybridvideo.container import Container
+
+log = logging.getLogger("hybridvideo.http")
+
+
+def _operation_id(route: APIRoute) -> str:
+    """Stable OpenAPI operation ids for generated clients (``videos-list_videos``)."""
+    tag = route.tags[0] if route.tags else "default"
+    return f"{tag}-{route.name}"
+
+
+def create_app(container: Container, *, run_worker: bool | None = None) -> FastAPI:
+    """The app over an already-built container; ``run_worker`` starts the in-process worker."""
+    embedded = container.settings.runs_embedded_worker if run_worker is None else run_worker
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        handle = None
+        if embedded:
+            handle = container.queue.start_background(container.settings.worker_concurrency)
+            log.info("embedded worker started", extra={"queue": container.queue.backend})
+        try:
+            yield
+        finally:
+            if handle is not None:
+                handle.stop(timeout=10)
+
+    app = FastAPI(
+        title="hybridvideo",
+        version=__version__,
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.container = container
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(videos.router)
+    if container.archive.capabilities.serves_signed_urls:
+        from hybridvideo.api.routers import archive_files
+
+        app.include_router(archive_files.build_router(container.archive))
+
+    @app.middleware("http")
+    async def request_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        incoming = request.headers.get("x-request-id", "")
+        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else ""
+        request.state.request_id = request_id or uuid.uuid4().hex
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = request.state.request_id
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.url.path,
+                "status": response.status_code,
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+                "request_id": request.state.request_id,
+            },
+        )
+        return response
+
+    return app

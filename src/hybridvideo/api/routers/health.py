@@ -1,0 +1,42 @@
+"""Liveness and readiness for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from hybridvideo.api.deps import ContainerDep
+from hybridvideo.errors import HybridVideoError
+
+router = APIRouter(tags=["health"])
+log = logging.getLogger("hybridvideo.api")
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up and serving; says nothing about its dependencies."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(container: ContainerDep) -> JSONResponse:
+    """200 only when the catalog, the archive and the queue all answer."""
+    checks: dict[str, str] = {}
+    parts = {"catalog": container.catalog, "archive": container.archive, "queue": container.queue}
+    for name, part in parts.items():
+        try:
+            part.ping()
+            checks[name] = "ok"
+        except HybridVideoError as exc:
+            checks[name] = exc.code
+            log.warning("readiness check failed", extra={"part": name, "detail": exc.detail})
+        except Exception:
+            checks[name] = "INTERNAL"
+            log.exception("readiness check crashed", extra={"part": name})
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )

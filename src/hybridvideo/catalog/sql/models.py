@@ -1,0 +1,187 @@
+"""The catalog's tables as SQLAlchemy typed ORM classes.
+
+These classes never leave :mod:`hybridvideo.catalog.sql`: the repository turns them into
+domain values. The migration in ``catalog/migrations/versions`` is a frozen copy of this
+schema, and a contract test compares the two, so a change here without a migration fails.
+
+Constraint names come from one naming convention so that migrations on both backends (and
+SQLite's batch mode, which recreates tables) can refer to constraints by a stable name.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from hybridvideo.domain.video import StreamStatus
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: Every status the state machine knows; the CHECK constraint keeps stray strings out even
+#: when someone edits rows by hand.
+STREAM_STATUS_VALUES: tuple[str, ...] = tuple(s.value for s in StreamStatus)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python.
+
+    PostgreSQL stores ``timestamptz`` and hands back aware values, but SQLite has no
+    timezone type and returns naive ones; normalising here means callers compare and
+    serialise timestamps the same way on both backends.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("catalog timestamps must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON()}
+
+
+class Timestamps:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Video(Timestamps, Base):
+    __tablename__ = "videos"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    title: Mapped[str] = mapped_column(String(300))
+    collection: Mapped[str] = mapped_column(String(64), index=True)
+    owner_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    pinned: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+    spec: Mapped[VideoSpec] = relationship(
+        back_populates="video", lazy="joined", innerjoin=True, uselist=False
+    )
+
+
+class VideoSpec(Timestamps, Base):
+    """The seed's ``VideoTechnicalSpec``: where the master is and where delivery stands."""
+
+    __tablename__ = "video_specs"
+    __table_args__ = (
+        UniqueConstraint("archive_bucket", "archive_key"),
+        CheckConstraint(
+            "stream_status IN (" + ", ".join(f"'{v}'" for v in STREAM_STATUS_VALUES) + ")",
+            name="stream_status",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    video_id: Mapped[str] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), unique=True)
+    archive_bucket: Mapped[str] = mapped_column(String(255))
+    archive_key: Mapped[str] = mapped_column(String(1024))
+    thumbnail_url: Mapped[str | None] = mapped_column(String(2048))
+    stream_uid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    stream_status: Mapped[str] = mapped_column(
+        String(32),
+        index=True,
+        default=StreamStatus.NOT_DELIVERED.value,
+        server_default=StreamStatus.NOT_DELIVERED.value,
+    )
+    stream_error: Mapped[str | None] = mapped_column(Text)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    format: Mapped[str | None] = mapped_column(String(64))
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+    video: Mapped[Video] = relationship(back_populates="spec")
+
+
+class Upload(Timestamps, Base):
+    """A resumable (tus) upload in progress; becomes a video once the master is archived."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    protocol: Mapped[str] = mapped_column(String(16))
+    archive_key: Mapped[str] = mapped_column(String(1024))
+    length: Mapped[int | None] = mapped_column(BigInteger)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    # ``metadata`` is reserved on declarative classes, hence the different attribute name.
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    state: Mapped[str] = mapped_column(String(16))
+    video_id: Mapped[str | None] = mapped_column(ForeignKey("videos.id", ondelete="SET NULL"))
+    expires_at: Mapped[datetime | None]
+
+
+class Job(Timestamps, Base):
+    """A background job or migration run, keyed so that a retried job finds its record."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    key: Mapped[str] = mapped_column(String(256), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    video_id: Mapped[str | None] = mapped_column(ForeignKey("videos.id", ondelete="SET NULL"))
+
+
+class VideoEventRow(Base):
+    """An append-only history entry; ``id`` orders events because clocks can tie."""
+
+    __tablename__ = "video_events"
+
+    # SQLite only auto-increments an ``INTEGER PRIMARY KEY`` (the rowid alias).
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    video_id: Mapped[str] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,327 @@
+"""The :class:`~hybridvideo.catalog.base.Catalog` on SQLAlchemy (SQLite or PostgreSQL).
+
+Each public method is one short transaction with its own session, so no ORM object, lazy
+load or open transaction outlives a call: callers get frozen domain values. Driver errors
+are translated once, by :func:`~hybridvideo.catalog.sql.engine.translate_errors`, so
+nothing above this module sees SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, Select, func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, contains_eager, sessionmaker
+
+from hybridvideo.catalog.base import VideoEvent, VideoPage
+from hybridvideo.catalog.sql.engine import (
+    NOT_MIGRATED,
+    WRITE_OPTION,
+    driver_text,
+    translate_errors,
+)
+from hybridvideo.catalog.sql.migrate import head_revision, revision_of
+from hybridvideo.catalog.sql.models import Video, VideoEventRow, VideoSpec, new_id, utcnow
+from hybridvideo.domain.keys import validate_key
+from hybridvideo.domain.video import (
+    NewVideo,
+    StreamStatus,
+    TechnicalSpec,
+    VideoChanges,
+    VideoFilter,
+    VideoState,
+    check_transition,
+    validate_collection,
+    validate_title,
+)
+from hybridvideo.errors import BackendUnavailable, Conflict, InvalidInput, NotFound
+
+MAX_PAGE = 200
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _check_length(name: str, value: str | None, maximum: int, *, required: bool = False) -> None:
+    if value is None:
+        if required:
+            raise InvalidInput(f"{name} is required")
+        return
+    if (required and not value) or len(value) > maximum:
+        raise InvalidInput(f"{name} must be {int(required)}-{maximum} characters")
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _to_state(video: Video) -> VideoState:
+    spec = video.spec
+    return VideoState(
+        id=video.id,
+        title=video.title,
+        collection=video.collection,
+        owner_id=video.owner_id,
+        pinned=video.pinned,
+        created_at=video.created_at,
+        updated_at=video.updated_at,
+        spec=TechnicalSpec(
+            archive_bucket=spec.archive_bucket,
+            archive_key=spec.archive_key,
+            thumbnail_url=spec.thumbnail_url,
+            stream_uid=spec.stream_uid,
+            stream_status=StreamStatus(spec.stream_status),
+            stream_error=spec.stream_error,
+            size=spec.size_bytes,
+            format=spec.format,
+            duration=spec.duration_seconds,
+            width=spec.width,
+            height=spec.height,
+            sha256=spec.sha256,
+        ),
+    )
+
+
+def _videos() -> Select[Video]:
+    # One explicit join serves filtering, ordering and loading the spec.
+    return select(Video).join(Video.spec).options(contains_eager(Video.spec))
+
+
+class SqlCatalog:
+    """The catalog on a SQLAlchemy :class:`Engine` made by ``create_catalog_engine``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._reader = sessionmaker(engine, expire_on_commit=False)
+        self._writer = sessionmaker(
+            engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
+        )
+
+    @contextmanager
+    def _tx(self, *, write: bool = False) -> Iterator[Session]:
+        with translate_errors(), (self._writer if write else self._reader).begin() as session:
+            yield session
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get_video(self, video_id: str) -> VideoState:
+        with self._tx() as session:
+            return _to_state(self._load(session, video_id))
+
+    def find_by_sha256(self, sha256: str) -> VideoState | None:
+        with self._tx() as session:
+            video = session.scalar(_videos().where(VideoSpec.sha256 == sha256.lower()))
+            return None if video is None else _to_state(video)
+
+    def list_videos(self, flt: VideoFilter) -> VideoPage:
+        if not 1 <= flt.limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
+        if flt.offset < 0:
+            raise InvalidInput("offset must not be negative")
+        conditions: list[Any] = []
+        if flt.collection is not None:
+            conditions.append(Video.collection == flt.collection)
+        if flt.status is not None:
+            conditions.append(VideoSpec.stream_status == StreamStatus(flt.status).value)
+        if flt.query and flt.query.strip():
+            pattern = f"%{_escape_like(flt.query.strip())}%"
+            conditions.append(Video.title.ilike(pattern, escape="\\"))
+        with self._tx() as session:
+            total = session.scalar(
+                select(func.count()).select_from(Video).join(Video.spec).where(*conditions)
+            )
+            rows = session.scalars(
+                _videos()
+                .where(*conditions)
+                .order_by(Video.created_at.desc(), Video.id.desc())
+                .limit(flt.limit)
+                .offset(flt.offset)
+            )
+            return VideoPage(items=[_to_state(v) for v in rows], total=int(total or 0))
+
+    def events(self, video_id: str) -> list[VideoEvent]:
+        with self._tx() as session:
+            if session.scalar(select(Video.id).where(Video.id == video_id)) is None:
+                raise NotFound(f"video {video_id} not found")
+            rows = session.scalars(
+                select(VideoEventRow)
+                .where(VideoEventRow.video_id == video_id)
+                .order_by(VideoEventRow.id)
+            )
+            return [
+                VideoEvent(
+                    id=r.id, video_id=r.video_id, kind=r.kind, data=r.data, created_at=r.created_at
+                )
+                for r in rows
+            ]
+
+    def ping(self) -> None:
+        with translate_errors(), self._engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+            current = revision_of(connection)
+        head = head_revision()
+        if current != head:
+            raise BackendUnavailable(
+                NOT_MIGRATED, detail=f"database is at {current!r}, this release needs {head!r}"
+            )
+
+    # -- writes --------------------------------------------------------------------------
+
+    def add_video(self, new: NewVideo) -> VideoState:
+        title = validate_title(new.title)
+        collection = validate_collection(new.collection)
+        validate_key(new.archive_key)
+        _check_length("archive bucket", new.archive_bucket, 255, required=True)
+        _check_length("video id", new.id, 36, required=new.id is not None)
+        _check_length("owner id", new.owner_id, 128)
+        _check_length("thumbnail url", new.thumbnail_url, 2048)
+        _check_length("format", new.media.format, 64)
+        sha256 = new.media.sha256.lower()
+        if not _SHA256.fullmatch(sha256):
+            raise InvalidInput("sha256 must be 64 hexadecimal characters")
+        if new.media.size < 0:
+            raise InvalidInput("size must not be negative")
+        video_id = new.id or new_id()
+        try:
+            with self._tx(write=True) as session:
+                self._raise_if_taken(session, video_id, sha256, new)
+                now = utcnow()
+                video = Video(
+                    id=video_id,
+                    title=title,
+                    collection=collection,
+                    owner_id=new.owner_id,
+                    pinned=False,
+                    created_at=now,
+                    updated_at=now,
+                )
+                video.spec = VideoSpec(
+                    archive_bucket=new.archive_bucket,
+                    archive_key=new.archive_key,
+                    thumbnail_url=new.thumbnail_url,
+                    stream_status=StreamStatus.NOT_DELIVERED.value,
+                    size_bytes=new.media.size,
+                    format=new.media.format,
+                    duration_seconds=new.media.duration,
+                    width=new.media.width,
+                    height=new.media.height,
+                    sha256=sha256,
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(video)
+                session.flush()
+                data = {"bucket": new.archive_bucket, "key": new.archive_key, "sha256": sha256}
+                self._record(session, video_id, "created", data)
+                return _to_state(video)
+        except IntegrityError as exc:
+            # A concurrent add won the race after our pre-check: name what it took.
+            with self._tx() as session:
+                self._raise_if_taken(session, video_id, sha256, new)
+            raise Conflict("video clashes with an existing one", detail=driver_text(exc)) from exc
+
+    def update_video(self, video_id: str, changes: VideoChanges) -> VideoState:
+        wanted: dict[str, object] = {}
+        if changes.title is not None:
+            wanted["title"] = validate_title(changes.title)
+        if changes.collection is not None:
+            wanted["collection"] = validate_collection(changes.collection)
+        if changes.pinned is not None:
+            wanted["pinned"] = bool(changes.pinned)
+        if changes.owner_id is not None:
+            _check_length("owner id", changes.owner_id, 128)
+            wanted["owner_id"] = changes.owner_id
+        with self._tx(write=True) as session:
+            video = self._load(session, video_id, lock=True)
+            changed = [name for name, value in wanted.items() if getattr(video, name) != value]
+            if changed:
+                for name in changed:
+                    setattr(video, name, wanted[name])
+                video.updated_at = utcnow()
+                self._record(session, video_id, "edited", {"fields": changed})
+                session.flush()
+            return _to_state(video)
+
+    def set_stream_status(
+        self,
+        video_id: str,
+        status: StreamStatus,
+        *,
+        stream_uid: str | None = None,
+        error: str | None = None,
+    ) -> VideoState:
+        status = StreamStatus(status)
+        if stream_uid is not None:
+            _check_length("stream uid", stream_uid, 64, required=True)
+        try:
+            with self._tx(write=True) as session:
+                video = self._load(session, video_id, lock=True)
+                spec = video.spec
+                current = StreamStatus(spec.stream_status)
+                check_transition(current, status)
+                uid = spec.stream_uid if stream_uid is None else stream_uid
+                reason: str | None = None
+                if status == StreamStatus.ERROR:
+                    # A repeated ERROR without a reason keeps the one already recorded.
+                    keep = spec.stream_error if current == StreamStatus.ERROR else None
+                    reason = error if error is not None else keep
+                if (status, uid, reason) == (current, spec.stream_uid, spec.stream_error):
+                    return _to_state(video)
+                if uid is not None and uid != spec.stream_uid:
+                    self._raise_if_uid_taken(session, video_id, uid)
+                now = utcnow()
+                spec.stream_status, spec.stream_uid, spec.stream_error = status.value, uid, reason
+                spec.updated_at = video.updated_at = now
+                data = {"from": current.value, "to": status.value, "stream_uid": uid}
+                self._record(session, video_id, "stream_status", {**data, "error": reason})
+                session.flush()
+                return _to_state(video)
+        except IntegrityError as exc:
+            raise Conflict(
+                "stream uid already belongs to another video", detail=driver_text(exc)
+            ) from exc
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _load(session: Session, video_id: str, *, lock: bool = False) -> Video:
+        query = _videos().where(Video.id == video_id)
+        if lock:  # Row lock on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises.
+            query = query.with_for_update()
+        video = session.scalar(query)
+        if video is None:
+            raise NotFound(f"video {video_id} not found")
+        return video
+
+    @staticmethod
+    def _record(session: Session, video_id: str, kind: str, data: dict[str, Any]) -> None:
+        session.add(VideoEventRow(video_id=video_id, kind=kind, data=data, created_at=utcnow()))
+
+    @staticmethod
+    def _raise_if_taken(session: Session, video_id: str, sha256: str, new: NewVideo) -> None:
+        if session.get(Video, video_id) is not None:
+            raise Conflict(f"a video with id {video_id} already exists")
+        owner = session.scalar(select(VideoSpec.video_id).where(VideoSpec.sha256 == sha256))
+        if owner is not None:
+            raise Conflict(f"a video with this sha256 already exists: {owner}")
+        owner = session.scalar(
+            select(VideoSpec.video_id).where(
+                VideoSpec.archive_bucket == new.archive_bucket,
+                VideoSpec.archive_key == new.archive_key,
+            )
+        )
+        if owner is not None:
+            raise Conflict(f"a video with this archive key already exists: {owner}")
+
+    @staticmethod
+    def _raise_if_uid_taken(session: Session, video_id: str, uid: str) -> None:
+        owner = session.scalar(
+            select(VideoSpec.video_id).where(
+                VideoSpec.stream_uid == uid, VideoSpec.video_id != video_id
+            )
+        )
+        if owner is not None:
+            raise Conflict(f"stream uid {uid} already belongs to video {owner}")

@@ -1,0 +1,3 @@
+from hybridvideo.cli.main import main
+
+main()

@@ -1,0 +1,282 @@
+"""``hybridvideo``: serve, worker, doctor, db, videos.
+
+Every command loads settings the same way (environment, then flags), builds the same
+container, and turns domain errors into one red line and a non-zero exit code; tracebacks
+are for bugs only.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hybridvideo.config import Settings, load_settings
+from hybridvideo.container import Container, build_container
+from hybridvideo.domain.video import DEFAULT_COLLECTION, StreamStatus, VideoFilter, VideoState
+from hybridvideo.errors import HybridVideoError
+from hybridvideo.logs import configure_logging
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+db_app = typer.Typer(no_args_is_help=True, help="Catalog database schema.")
+videos_app = typer.Typer(no_args_is_help=True, help="Videos in the catalog.")
+app.add_typer(db_app, name="db")
+app.add_typer(videos_app, name="videos")
+
+out = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Embedded state folder [env: HYBRIDVIDEO_DATA_DIR]"),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except HybridVideoError as exc:
+            err.print(f"[red]error:[/red] {exc.message}", highlight=False, markup=True)
+            raise typer.Exit(2 if exc.code == "CONFIG_INVALID" else 1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(data_dir: Path | None = None, **extra: Any) -> Settings:
+    return load_settings(data_dir=data_dir, **extra)
+
+
+def _container(settings: Settings, *, migrate: bool | None = None) -> Container:
+    configure_logging(settings.log_level, "console" if sys.stderr.isatty() else settings.log_format)
+    return build_container(settings, migrate=migrate)
+
+
+@app.command()
+@friendly_errors
+def serve(
+    host: Annotated[str | None, typer.Option(help="[env: HYBRIDVIDEO_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="[env: HYBRIDVIDEO_PORT]")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the HTTP server (and, on embedded defaults, the worker) in this process."""
+    import uvicorn
+
+    from hybridvideo.api.app import create_app
+
+    settings = _settings(data_dir, host=host, port=port)
+    container = _container(settings)
+    if container.admin_token_generated:
+        err.print(
+            "Generated an admin token (stored in "
+            f"{settings.data_dir / 'admin-token'}; shown only this once):\n"
+            f"  {container.admin_token}",
+            highlight=False,
+        )
+    try:
+        uvicorn.run(
+            create_app(container),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+        )
+    finally:
+        container.close()
+
+
+@app.command()
+@friendly_errors
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Threads [env: HYBRIDVIDEO_WORKER_CONCURRENCY]")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run background jobs until SIGINT/SIGTERM."""
+    settings = _settings(data_dir, worker_concurrency=concurrency)
+    container = _container(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    err.print(f"worker: {container.queue.backend} queue, {settings.worker_concurrency} threads")
+    try:
+        container.queue.run_worker(workers=settings.worker_concurrency, stop=stop)
+    finally:
+        container.close()
+
+
+@app.command()
+def doctor(data_dir: DataDir = None) -> None:
+    """Check the configuration and that every configured part answers."""
+    from hybridvideo.cli.doctor import run_doctor
+
+    raise typer.Exit(run_doctor(out, data_dir))
+
+
+@db_app.command("upgrade")
+@friendly_errors
+def db_upgrade(data_dir: DataDir = None) -> None:
+    """Apply catalog migrations up to the newest schema."""
+    from hybridvideo.catalog.sql import migrate
+
+    settings = _settings(data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.resolved_database_url)
+    out.print(f"catalog at revision {migrate.current_revision(settings.resolved_database_url)}")
+
+
+@videos_app.command("add")
+@friendly_errors
+def videos_add(
+    file: Annotated[Path, typer.Argument(help="A video file to archive and catalog.")],
+    title: Annotated[str | None, typer.Option(help="Defaults to the file name.")] = None,
+    collection: Annotated[str, typer.Option(help="e.g. work, inbound, outbound")] = (
+        DEFAULT_COLLECTION
+    ),
+    owner: Annotated[str | None, typer.Option(help="Owner id in the app.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Probe FILE, store it in the archive, and record it in the catalog."""
+    container = _container(_settings(data_dir))
+    try:
+        with err.status(f"adding {file.name} ..."):
+            result = container.videos.add_file(
+                file, title=title, collection=collection, owner_id=owner
+            )
+    finally:
+        container.close()
+    verb = "added" if result.created else "already in the catalog as"
+    out.print(f"{verb} {result.video.id}", highlight=False)
+    _print_video(result.video)
+
+
+@videos_app.command("list")
+@friendly_errors
+def videos_list(
+    collection: Annotated[str | None, typer.Option()] = None,
+    status: Annotated[StreamStatus | None, typer.Option()] = None,
+    query: Annotated[str | None, typer.Option("--query", "-q")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """List videos, newest first."""
+    container = _container(_settings(data_dir))
+    try:
+        page = container.catalog.list_videos(
+            VideoFilter(
+                collection=collection, status=status, query=query, limit=limit, offset=offset
+            )
+        )
+    finally:
+        container.close()
+    if as_json:
+        out.print_json(
+            json.dumps({"total": page.total, "items": [_jsonable(v) for v in page.items]})
+        )
+        return
+    table = Table(title=f"{page.total} video(s)")
+    for col in ("id", "title", "collection", "status", "duration", "size", "sha256"):
+        table.add_column(col, overflow="fold")
+    for v in page.items:
+        table.add_row(
+            v.id,
+            v.title,
+            v.collection,
+            v.spec.stream_status.value,
+            f"{v.spec.duration:.2f}s" if v.spec.duration is not None else "-",
+            str(v.spec.size or "-"),
+            v.spec.sha256 or "-",
+        )
+    out.print(table)
+
+
+@videos_app.command("show")
+@friendly_errors
+def videos_show(
+    video_id: Annotated[str, typer.Argument(metavar="ID")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Show one video and its technical spec."""
+    container = _container(_settings(data_dir))
+    try:
+        video = container.catalog.get_video(video_id)
+    finally:
+        container.close()
+    if as_json:
+        out.print_json(json.dumps(_jsonable(video)))
+    else:
+        _print_video(video)
+
+
+@videos_app.command("verify")
+@friendly_errors
+def videos_verify(
+    video_id: Annotated[str, typer.Argument(metavar="ID")],
+    now: Annotated[bool, typer.Option("--now", help="Verify here instead of queueing.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Check the archived master still matches its sha256 (queued for a worker by default)."""
+    from hybridvideo.jobs import verify_master
+
+    container = _container(_settings(data_dir))
+    try:
+        container.catalog.get_video(video_id)
+        if not now:
+            job_id = container.queue.enqueue(verify_master.NAME, {"video_id": video_id})
+            out.print(f"queued {verify_master.NAME} job {job_id}", highlight=False)
+            return
+        ok = verify_master.verify(container, video_id)
+    finally:
+        container.close()
+    if not ok:
+        err.print("[red]master does not match its recorded sha256[/red]")
+        raise typer.Exit(1)
+    out.print("master matches its sha256")
+
+
+def _jsonable(video: VideoState) -> dict[str, Any]:
+    from hybridvideo.api.schemas import VideoOut
+
+    return VideoOut.of(video).model_dump(mode="json", by_alias=True)
+
+
+def _print_video(video: VideoState) -> None:
+    s = video.spec
+    table = Table(show_header=False, box=None)
+    rows = {
+        "id": video.id,
+        "title": video.title,
+        "collection": video.collection,
+        "status": s.stream_status.value,
+        "archive": f"{s.archive_bucket}/{s.archive_key}",
+        "format": s.format or "-",
+        "duration": f"{s.duration:.3f} s" if s.duration is not None else "-",
+        "size": f"{s.size} bytes" if s.size is not None else "-",
+        "picture": f"{s.width}x{s.height}" if s.width else "-",
+        "sha256": s.sha256 or "-",
+        "stream uid": s.stream_uid or "-",
+    }
+    for k, v in rows.items():
+        table.add_row(k, str(v))
+    out.print(table)
+
+
+def main() -> None:
+    app()

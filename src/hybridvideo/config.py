@@ -1,0 +1,227 @@
+"""Settings, read from the environment once, by the composition root.
+
+Our own variables carry the ``HYBRIDVIDEO_`` prefix; names the user's team already has are
+honoured as they are (``CLOUDFLARE_ACCOUNT_ID``, ``CLOUDFLARE_STREAM_TOKEN``,
+``DATABASE_URL``, ``REDIS_URL``). Nothing here runs at import time: call
+:func:`load_settings`, which turns every validation problem into one
+:class:`~hybridvideo.errors.ConfigurationError` naming the variables at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hybridvideo.errors import ConfigurationError
+
+ENV_PREFIX = "HYBRIDVIDEO_"
+MIN_PART_SIZE = 5 * 1024 * 1024
+
+_ACCOUNT_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Every setting, with the embedded defaults (SQLite, local archive, in-process worker)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    data_dir: Path = Field(Path(".hybridvideo"), description="Where embedded state lives.")
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8787, ge=1, le=65535)
+    public_url: str | None = Field(
+        None, description="Base URL clients use to reach this server (signed archive URLs)."
+    )
+    admin_token: SecretStr | None = Field(None, description="Bearer token for the admin API.")
+    secret_key: SecretStr | None = Field(None, description="Key for our own signed URLs.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
+    auto_migrate: bool | None = Field(
+        None, description="Upgrade the catalog on start (default: only for SQLite)."
+    )
+
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
+    queue_backend: Literal["auto", "sqlite", "redis", "postgres", "memory"] = "auto"
+    worker_concurrency: int = Field(2, ge=1, le=64)
+    embedded_worker: bool | None = Field(
+        None, description="Run jobs inside `serve` (default: yes on the SQLite queue)."
+    )
+
+    archive_backend: Literal["auto", "local", "s3"] = "auto"
+    archive_dir: Path | None = None
+    archive_public_base_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str = "auto"
+    s3_access_key_id: str | None = Field(
+        None, validation_alias=_env("HYBRIDVIDEO_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID")
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        None,
+        validation_alias=_env("HYBRIDVIDEO_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
+    )
+    s3_part_size: int = Field(8 * 1024 * 1024, ge=MIN_PART_SIZE, le=5 * 1024**3)
+
+    cloudflare_account_id: str | None = Field(None, validation_alias=_env("CLOUDFLARE_ACCOUNT_ID"))
+    cloudflare_stream_token: SecretStr | None = Field(
+        None, validation_alias=_env("CLOUDFLARE_STREAM_TOKEN")
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("sqlite:", "postgres://", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        if value.startswith("postgres://"):
+            value = "postgresql+psycopg://" + value[len("postgres://") :]
+        elif value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value[len("postgresql://") :]
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("public_url", "archive_public_base_url", "s3_endpoint_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("cloudflare_account_id")
+    @classmethod
+    def _account_id(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not _ACCOUNT_ID.match(value):
+            raise ValueError("must be the 32-character hex account id from the dashboard")
+        return value
+
+    @field_validator("admin_token", "secret_key")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    # -- derived values: the composition root reads these, never the raw fields ----------
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'catalog.db').resolve()}"
+
+    @property
+    def database_is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def resolved_queue_backend(self) -> str:
+        if self.queue_backend != "auto":
+            return self.queue_backend
+        return "redis" if self.redis_url else "sqlite"
+
+    @property
+    def runs_embedded_worker(self) -> bool:
+        if self.embedded_worker is not None:
+            return self.embedded_worker
+        return self.resolved_queue_backend in ("sqlite", "memory")
+
+    @property
+    def runs_auto_migrate(self) -> bool:
+        return self.auto_migrate if self.auto_migrate is not None else self.database_is_sqlite
+
+    @property
+    def resolved_archive_backend(self) -> str:
+        if self.archive_backend != "auto":
+            return self.archive_backend
+        return "s3" if self.s3_bucket else "local"
+
+    @property
+    def resolved_archive_dir(self) -> Path:
+        return self.archive_dir or self.data_dir / "archive"
+
+    @property
+    def resolved_s3_endpoint_url(self) -> str | None:
+        """An explicit endpoint, else R2's, derived from ``CLOUDFLARE_ACCOUNT_ID``."""
+        if self.s3_endpoint_url:
+            return self.s3_endpoint_url
+        if self.cloudflare_account_id:
+            return f"https://{self.cloudflare_account_id}.r2.cloudflarestorage.com"
+        return None
+
+    @property
+    def resolved_public_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def check_consistency(self) -> None:
+        """Cross-field rules; raises :class:`ConfigurationError`."""
+        problems: list[str] = []
+        if self.resolved_queue_backend == "redis" and not self.redis_url:
+            problems.append("REDIS_URL: required when HYBRIDVIDEO_QUEUE_BACKEND=redis")
+        if self.resolved_queue_backend == "postgres" and self.database_is_sqlite:
+            problems.append(
+                "DATABASE_URL: a PostgreSQL URL is required when HYBRIDVIDEO_QUEUE_BACKEND=postgres"
+            )
+        if self.resolved_archive_backend == "s3" and not self.s3_bucket:
+            problems.append("HYBRIDVIDEO_S3_BUCKET: required when HYBRIDVIDEO_ARCHIVE_BACKEND=s3")
+        if self.resolved_archive_backend == "s3" and not self.resolved_s3_endpoint_url:
+            problems.append(
+                "HYBRIDVIDEO_S3_ENDPOINT_URL: required for the S3 archive "
+                "(or set CLOUDFLARE_ACCOUNT_ID to use R2)"
+            )
+        if not self.database_is_sqlite and self.admin_token is None:
+            problems.append(
+                "HYBRIDVIDEO_ADMIN_TOKEN: required when DATABASE_URL points at a shared "
+                "database (every node must accept the same token)"
+            )
+        if problems:
+            raise ConfigurationError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def env_name(field: str) -> str:
+    """The environment variable a field is read from (its first alias, or prefix+NAME)."""
+    info = Settings.model_fields[field]
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        first = alias.choices[0]
+        return str(first)
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (plus explicit ``overrides`` from CLI flags) and check it."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        settings = Settings(**given)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            name = env_name(field) if field in Settings.model_fields else field
+            lines.append(f"{name}: {err['msg']}")
+        raise ConfigurationError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    settings.check_consistency()
+    return settings

@@ -1,0 +1,152 @@
+"""The composition root: the one place that turns :class:`Settings` into working parts.
+
+Only this module imports the concrete adapters (local folder or S3 archive, SQL catalog,
+huey queue); everything else sees the Protocols in ``*/base.py``. The CLI and the HTTP app
+both call :func:`build_container`, so a setting means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hybridvideo.archive.base import ArchiveStore
+from hybridvideo.catalog.base import Catalog
+from hybridvideo.config import Settings
+from hybridvideo.errors import ConfigurationError
+from hybridvideo.queue.base import TaskQueue
+from hybridvideo.videos.service import VideoService
+
+log = logging.getLogger("hybridvideo")
+
+
+@dataclass
+class Container:
+    settings: Settings
+    catalog: Catalog
+    archive: ArchiveStore
+    queue: TaskQueue
+    videos: VideoService
+    admin_token: str
+    #: True when this start generated the admin token (the CLI prints it once).
+    admin_token_generated: bool = False
+    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def close(self) -> None:
+        for closer in self._closers:
+            closer()
+
+
+def secret_from(settings: Settings) -> str:
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    return read_or_create_secret(settings.data_dir / "secret-key")[0]
+
+
+def read_or_create_secret(path: Path) -> tuple[str, bool]:
+    """A secret kept in the data dir (mode 0600), created on first use."""
+    if path.exists():
+        value = path.read_text().strip()
+        if len(value) >= 16:
+            return value, False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    os.replace(tmp, path)
+    return value, True
+
+
+def build_archive(settings: Settings, secret: bytes) -> ArchiveStore:
+    if settings.resolved_archive_backend == "s3":
+        from hybridvideo.archive.s3 import S3Archive
+
+        assert settings.s3_bucket is not None  # checked by Settings.check_consistency
+        secret_key = settings.s3_secret_access_key
+        return S3Archive(
+            bucket=settings.s3_bucket,
+            endpoint_url=settings.resolved_s3_endpoint_url,
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=secret_key.get_secret_value() if secret_key else None,
+            public_base_url=settings.archive_public_base_url,
+            part_size=settings.s3_part_size,
+        )
+    from hybridvideo.archive.local import LocalArchive
+
+    root = settings.resolved_archive_dir
+    root.mkdir(parents=True, exist_ok=True)
+    return LocalArchive(root, base_url=settings.resolved_public_url, secret=secret)
+
+
+def build_queue(settings: Settings) -> TaskQueue:
+    from hybridvideo.queue import huey_queue
+
+    backend = settings.resolved_queue_backend
+    if backend == "redis":
+        assert settings.redis_url is not None
+        return huey_queue.redis_queue(settings.redis_url)
+    if backend == "postgres":
+        return huey_queue.postgres_queue(settings.resolved_database_url)
+    if backend == "memory":
+        return huey_queue.memory_queue("hybridvideo")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return huey_queue.sqlite_queue(settings.data_dir / "queue.db")
+
+
+def build_catalog(
+    settings: Settings, *, migrate: bool = False
+) -> tuple[Catalog, Callable[[], None]]:
+    """The SQL catalog and the function that releases its connections."""
+    from hybridvideo.catalog.sql import migrate as sql_migrate
+    from hybridvideo.catalog.sql.engine import create_catalog_engine
+    from hybridvideo.catalog.sql.repository import SqlCatalog
+
+    url = settings.resolved_database_url
+    if settings.database_is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if migrate:
+        sql_migrate.upgrade(url)
+    engine = create_catalog_engine(url)
+    return SqlCatalog(engine), engine.dispose
+
+
+def build_container(settings: Settings, *, migrate: bool | None = None) -> Container:
+    """Build every part; ``migrate`` overrides ``settings.runs_auto_migrate``."""
+    from hybridvideo.jobs import register_jobs
+    from hybridvideo.media.probe import probe
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.admin_token is not None:
+        admin_token, generated = settings.admin_token.get_secret_value(), False
+    else:
+        admin_token, generated = read_or_create_secret(settings.data_dir / "admin-token")
+    secret = secret_from(settings)
+
+    catalog, close_catalog = build_catalog(
+        settings, migrate=settings.runs_auto_migrate if migrate is None else migrate
+    )
+    try:
+        archive = build_archive(settings, secret.encode())
+        queue = build_queue(settings)
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid configuration: {exc}") from None
+    videos = VideoService(catalog=catalog, archive=archive, prober=probe)
+    container = Container(
+        settings=settings,
+        catalog=catalog,
+        archive=archive,
+        queue=queue,
+        videos=videos,
+        admin_token=admin_token,
+        admin_token_generated=generated,
+        _closers=[close_catalog],
+    )
+    register_jobs(container)
+    return container

@@ -1,0 +1,21 @@
+"""Job types, one per module; :func:`register_jobs` is the one list of them.
+
+Every job's handler is a plain function of its payload. Handlers must be idempotent: the
+queue delivers at least once, so a job may run again after a crash or a lost ack.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hybridvideo.jobs import verify_master
+
+if TYPE_CHECKING:
+    from hybridvideo.container import Container
+
+JOB_MODULES = (verify_master,)
+
+
+def register_jobs(container: Container) -> None:
+    for module in JOB_MODULES:
+        module.register(container)

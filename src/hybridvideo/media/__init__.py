@@ -1,0 +1,1 @@
+"""Media inspection with the FFmpeg libraries shipped in wheels (PyAV, imageio-ffmpeg)."""

@@ -1,0 +1,79 @@
+"""Probe a master: size, sha256, container format, duration and picture size.
+
+PyAV ships FFmpeg's libraries in its wheel, so no system ffmpeg or ffprobe is needed. A file
+is accepted as a video only when a demuxer recognises it, it has a video stream that yields
+a decodable frame, and it is not a still-image format; anything else raises
+:class:`~hybridvideo.errors.NotAVideo` before a byte is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import av
+
+from hybridvideo.domain.video import MediaInfo
+from hybridvideo.errors import InvalidInput, NotAVideo
+
+_CHUNK = 1024 * 1024
+#: Demuxers that read single images; a poster is not a master.
+_STILL_FORMATS = frozenset({"image2", "gif"})
+
+
+def sha256_of(path: Path) -> tuple[int, str]:
+    """Size and sha256 hex of ``path``, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _friendly_format(names: str, suffix: str) -> str:
+    """FFmpeg names demuxers by family (``mov,mp4,m4a,...``); prefer the file's own suffix."""
+    options = names.split(",")
+    ext = suffix.lower().lstrip(".")
+    return ext if ext in options else options[0]
+
+
+def probe(path: Path) -> MediaInfo:
+    if not path.is_file():
+        raise InvalidInput(f"{path.name}: no such file")
+    size, sha = sha256_of(path)
+    if size == 0:
+        raise NotAVideo(f"{path.name}: the file is empty")
+    try:
+        with av.open(str(path), mode="r") as container:
+            fmt = container.format.name
+            if fmt in _STILL_FORMATS or fmt.endswith("_pipe"):
+                raise NotAVideo(f"{path.name}: a still image ({fmt}), not a video")
+            if not container.streams.video:
+                raise NotAVideo(f"{path.name}: no video stream")
+            stream = container.streams.video[0]
+            next(container.decode(stream), None) or _no_frames(path)
+            duration = container.duration / av.time_base if container.duration else None
+            if duration is None and stream.duration and stream.time_base:
+                duration = float(stream.duration * stream.time_base)
+            width = stream.codec_context.width or None
+            height = stream.codec_context.height or None
+    except NotAVideo:
+        raise
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise NotAVideo(
+            f"{path.name}: not a video file FFmpeg can read", detail=repr(exc)
+        ) from None
+    return MediaInfo(
+        size=size,
+        sha256=sha,
+        format=_friendly_format(fmt, path.suffix),
+        duration=round(duration, 3) if duration else None,
+        width=width,
+        height=height,
+    )
+
+
+def _no_frames(path: Path) -> None:
+    raise NotAVideo(f"{path.name}: the video stream has no decodable frame")

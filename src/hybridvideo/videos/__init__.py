@@ -1,0 +1,1 @@
+"""Video use cases: adding masters to the archive and the catalog."""

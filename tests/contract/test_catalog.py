@@ -1,0 +1,383 @@
+"""The Catalog contract, run against every SQL backend we support.
+
+One suite, parametrised over ``catalog_url``: SQLite (a file per test) and PostgreSQL (a
+fresh database per test on the session's server, so the suite is safe under xdist).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine import make_url
+
+from hybridvideo.catalog.base import Catalog
+from hybridvideo.catalog.sql import (
+    SqlCatalog,
+    create_catalog_engine,
+    current_revision,
+    head_revision,
+    is_up_to_date,
+    upgrade,
+)
+from hybridvideo.catalog.sql.models import Base
+from hybridvideo.domain.video import (
+    MediaInfo,
+    NewVideo,
+    StreamStatus,
+    VideoChanges,
+    VideoFilter,
+)
+from hybridvideo.errors import (
+    BackendUnavailable,
+    Conflict,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+)
+from tests.services import free_port
+
+S = StreamStatus
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: never migrated, private to this test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.db'}"
+        return
+    server = make_url(request.getfixturevalue("postgres_url"))
+    name = f"hv_{uuid.uuid4().hex}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield server.set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def catalog(catalog_url: str) -> Iterator[SqlCatalog]:
+    upgrade(catalog_url)
+    engine = create_catalog_engine(catalog_url)
+    try:
+        yield SqlCatalog(engine)
+    finally:
+        engine.dispose()
+
+
+def new_video(
+    n: int = 0, *, title: str | None = None, collection: str = "work", key: str | None = None
+) -> NewVideo:
+    return NewVideo(
+        title=title or f"Video {n}",
+        collection=collection,
+        archive_bucket="masters",
+        archive_key=key or f"videos/{n}.mp4",
+        media=MediaInfo(
+            size=1000 + n,
+            sha256=hashlib.sha256(f"master-{n}".encode()).hexdigest(),
+            format="mp4",
+            duration=12.5,
+            width=1920,
+            height=1080,
+        ),
+    )
+
+
+# -- migrations ------------------------------------------------------------------------
+
+
+def test_upgrade_from_empty_to_head_and_again(catalog_url: str) -> None:
+    assert current_revision(catalog_url) is None
+    assert not is_up_to_date(catalog_url)
+    upgrade(catalog_url)
+    assert current_revision(catalog_url) == head_revision()
+    assert is_up_to_date(catalog_url)
+    upgrade(catalog_url)  # nothing left to do: must not fail or change anything
+    assert current_revision(catalog_url) == head_revision()
+    engine = create_catalog_engine(catalog_url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert {"videos", "video_specs", "uploads", "jobs", "video_events"} <= tables
+
+
+def test_models_match_migrations(catalog_url: str) -> None:
+    upgrade(catalog_url)
+    engine = create_catalog_engine(catalog_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+# -- add / get -------------------------------------------------------------------------
+
+
+def test_add_and_get_round_trip(catalog: SqlCatalog) -> None:
+    assert isinstance(catalog, Catalog)
+    big = 5 * 2**31
+    new = new_video(1, title="  강의 소개 — Été 🎬  ")
+    new = replace(new, media=replace(new.media, size=big))
+    added = catalog.add_video(new)
+    assert str(uuid.UUID(added.id, version=4)) == added.id
+    got = catalog.get_video(added.id)
+    assert got == added
+    assert got.title == "강의 소개 — Été 🎬"
+    assert got.pinned is False and got.owner_id is None
+    assert got.created_at.tzinfo == UTC and got.updated_at == got.created_at
+    spec = got.spec
+    assert spec.size == big and spec.sha256 == new.media.sha256
+    assert (spec.archive_bucket, spec.archive_key) == ("masters", "videos/1.mp4")
+    assert (spec.format, spec.duration, spec.width, spec.height) == ("mp4", 12.5, 1920, 1080)
+    assert spec.stream_status is S.NOT_DELIVERED and spec.stream_uid is None
+    assert catalog.find_by_sha256(new.media.sha256.upper()) == got
+    assert catalog.find_by_sha256("0" * 64) is None
+    assert [e.kind for e in catalog.events(added.id)] == ["created"]
+
+
+def test_add_video_keeps_a_given_id(catalog: SqlCatalog) -> None:
+    given = str(uuid.uuid4())
+    assert catalog.add_video(replace(new_video(1), id=given)).id == given
+    with pytest.raises(Conflict, match=given):
+        catalog.add_video(replace(new_video(2), id=given))
+
+
+def test_unknown_ids_are_not_found(catalog: SqlCatalog) -> None:
+    missing = str(uuid.uuid4())
+    with pytest.raises(NotFound):
+        catalog.get_video(missing)
+    with pytest.raises(NotFound):
+        catalog.update_video(missing, VideoChanges(title="x"))
+    with pytest.raises(NotFound):
+        catalog.set_stream_status(missing, S.PROCESSING)
+    with pytest.raises(NotFound):
+        catalog.events(missing)
+
+
+def test_duplicate_master_is_a_conflict_naming_the_existing_video(catalog: SqlCatalog) -> None:
+    first = catalog.add_video(new_video(1))
+    same_hash = replace(new_video(1), archive_key="elsewhere.mp4")
+    with pytest.raises(Conflict, match=f"sha256.*{first.id}"):
+        catalog.add_video(same_hash)
+    with pytest.raises(Conflict, match=f"archive key.*{first.id}"):
+        catalog.add_video(new_video(2, key="videos/1.mp4"))
+    other_bucket = replace(new_video(3, key="videos/1.mp4"), archive_bucket="b")
+    catalog.add_video(other_bucket)
+    assert catalog.list_videos(VideoFilter()).total == 2
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"collection": "Work!"}, {"title": "   "}, {"archive_key": "../x"}, {"archive_bucket": ""}],
+)
+def test_add_video_validates(catalog: SqlCatalog, change: dict[str, str]) -> None:
+    with pytest.raises(InvalidInput):
+        catalog.add_video(replace(new_video(1), **change))
+    assert catalog.list_videos(VideoFilter()).total == 0
+
+
+# -- list ------------------------------------------------------------------------------
+
+
+def test_list_filters_orders_and_pages(catalog: SqlCatalog) -> None:
+    titles = ["Intro", "100% real", "snake_case talk", "INTRO part 2", "1000 real"]
+    ids = [
+        catalog.add_video(new_video(i, title=t, collection="inbound" if i % 2 else "work")).id
+        for i, t in enumerate(titles)
+    ]
+    page = catalog.list_videos(VideoFilter())
+    assert [v.id for v in page.items] == ids[::-1] and page.total == 5
+
+    work = catalog.list_videos(VideoFilter(collection="work"))
+    assert [v.id for v in work.items] == [ids[4], ids[2], ids[0]] and work.total == 3
+
+    def titles_for(query: str) -> list[str]:
+        return [v.title for v in catalog.list_videos(VideoFilter(query=query)).items]
+
+    assert titles_for("intro") == ["INTRO part 2", "Intro"]
+    assert titles_for("0%") == ["100% real"]
+    assert titles_for("e_c") == ["snake_case talk"]
+    assert titles_for("_") == ["snake_case talk"]
+    assert titles_for("nothing") == []
+
+    catalog.set_stream_status(ids[1], S.PROCESSING)
+    processing = catalog.list_videos(VideoFilter(status=S.PROCESSING))
+    assert [v.id for v in processing.items] == [ids[1]] and processing.total == 1
+    none = catalog.list_videos(VideoFilter(status=S.READY, collection="work"))
+    assert none.items == [] and none.total == 0
+
+    second = catalog.list_videos(VideoFilter(limit=2, offset=2))
+    assert [v.id for v in second.items] == [ids[2], ids[1]] and second.total == 5
+    beyond = catalog.list_videos(VideoFilter(limit=2, offset=10))
+    assert beyond.items == [] and beyond.total == 5
+
+
+@pytest.mark.parametrize(
+    "flt", [VideoFilter(limit=0), VideoFilter(limit=201), VideoFilter(offset=-1)]
+)
+def test_list_rejects_bad_paging(catalog: SqlCatalog, flt: VideoFilter) -> None:
+    with pytest.raises(InvalidInput):
+        catalog.list_videos(flt)
+
+
+# -- update ----------------------------------------------------------------------------
+
+
+def test_update_video_applies_partial_edits(catalog: SqlCatalog) -> None:
+    added = catalog.add_video(new_video(1))
+    edited = catalog.update_video(added.id, VideoChanges(title=" New title ", pinned=True))
+    assert (edited.title, edited.pinned, edited.collection) == ("New title", True, "work")
+    assert edited.updated_at > added.updated_at and edited.created_at == added.created_at
+    moved = catalog.update_video(added.id, VideoChanges(collection="outbound", owner_id="u-7"))
+    assert (moved.title, moved.collection, moved.owner_id) == ("New title", "outbound", "u-7")
+    assert catalog.get_video(added.id) == moved
+
+    unchanged = catalog.update_video(added.id, VideoChanges(pinned=True))
+    assert unchanged == moved
+    edits = [e.data for e in catalog.events(added.id) if e.kind == "edited"]
+    assert edits == [{"fields": ["title", "pinned"]}, {"fields": ["collection", "owner_id"]}]
+
+
+@pytest.mark.parametrize(
+    "changes", [VideoChanges(collection="Work!"), VideoChanges(title=""), VideoChanges(title=" ")]
+)
+def test_update_video_validates(catalog: SqlCatalog, changes: VideoChanges) -> None:
+    added = catalog.add_video(new_video(1))
+    with pytest.raises(InvalidInput):
+        catalog.update_video(added.id, changes)
+    assert catalog.get_video(added.id) == added
+
+
+# -- stream status ---------------------------------------------------------------------
+
+
+def test_stream_status_full_life_with_idempotent_repeats(catalog: SqlCatalog) -> None:
+    vid = catalog.add_video(new_video(1)).id
+    life = [
+        (S.PROCESSING, "uid-1"),
+        (S.READY, None),
+        (S.EVICTED, None),
+        (S.PROCESSING, "uid-2"),
+        (S.READY, None),
+    ]
+    for status, uid in life:
+        state = catalog.set_stream_status(vid, status, stream_uid=uid)
+        again = catalog.set_stream_status(vid, status, stream_uid=uid)
+        assert state == again and catalog.get_video(vid) == state
+        assert state.spec.stream_status is status
+    assert catalog.get_video(vid).spec.stream_uid == "uid-2"
+
+    events = catalog.events(vid)
+    assert [e.kind for e in events] == ["created"] + ["stream_status"] * len(life)
+    assert [e.id for e in events] == sorted(e.id for e in events)
+    assert [(e.data["from"], e.data["to"]) for e in events[1:]] == [
+        ("NOT_DELIVERED", "PROCESSING"),
+        ("PROCESSING", "READY"),
+        ("READY", "EVICTED"),
+        ("EVICTED", "PROCESSING"),
+        ("PROCESSING", "READY"),
+    ]
+    assert [e.data["stream_uid"] for e in events[1:]] == ["uid-1"] * 3 + ["uid-2"] * 2
+    assert all(e.video_id == vid and e.created_at is not None for e in events)
+
+
+@pytest.mark.parametrize(
+    ("path", "forbidden"), [([], S.READY), ([S.PROCESSING, S.READY, S.EVICTED], S.READY)]
+)
+def test_forbidden_moves_change_nothing(
+    catalog: SqlCatalog, path: list[StreamStatus], forbidden: StreamStatus
+) -> None:
+    vid = catalog.add_video(new_video(1)).id
+    for status in path:
+        catalog.set_stream_status(vid, status)
+    before, history = catalog.get_video(vid), catalog.events(vid)
+    with pytest.raises(InvalidTransition):
+        catalog.set_stream_status(vid, forbidden, stream_uid="new-uid")
+    assert catalog.get_video(vid) == before and catalog.events(vid) == history
+
+
+def test_error_records_and_later_clears_the_reason(catalog: SqlCatalog) -> None:
+    vid = catalog.add_video(new_video(1)).id
+    catalog.set_stream_status(vid, S.PROCESSING, stream_uid="uid-1")
+    failed = catalog.set_stream_status(vid, S.ERROR, error="codec not supported")
+    assert failed.spec.stream_error == "codec not supported"
+    assert catalog.set_stream_status(vid, S.ERROR) == failed  # repeat keeps the reason
+    changed = catalog.set_stream_status(vid, S.ERROR, error="quota exceeded")
+    assert changed.spec.stream_error == "quota exceeded"
+    retried = catalog.set_stream_status(vid, S.PROCESSING)
+    assert retried.spec.stream_error is None and retried.spec.stream_uid == "uid-1"
+    errors = [e.data["error"] for e in catalog.events(vid) if e.kind == "stream_status"]
+    assert errors == [None, "codec not supported", "quota exceeded", None]
+
+
+def test_duplicate_stream_uid_is_a_conflict(catalog: SqlCatalog) -> None:
+    first = catalog.add_video(new_video(1)).id
+    second = catalog.add_video(new_video(2)).id
+    catalog.set_stream_status(first, S.PROCESSING, stream_uid="shared")
+    with pytest.raises(Conflict, match=first):
+        catalog.set_stream_status(second, S.PROCESSING, stream_uid="shared")
+    assert catalog.get_video(second).spec.stream_status is S.NOT_DELIVERED
+
+
+def test_concurrent_identical_transitions_record_one_event(catalog: SqlCatalog) -> None:
+    vid = catalog.add_video(new_video(1)).id
+    errors: list[BaseException] = []
+
+    def move() -> None:
+        try:
+            catalog.set_stream_status(vid, S.PROCESSING, stream_uid="uid-1")
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=move) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [e.kind for e in catalog.events(vid)] == ["created", "stream_status"]
+
+
+# -- health ----------------------------------------------------------------------------
+
+
+def test_ping_on_migrated_and_unmigrated_databases(catalog_url: str) -> None:
+    engine = create_catalog_engine(catalog_url)
+    try:
+        catalog = SqlCatalog(engine)
+        with pytest.raises(BackendUnavailable, match="db upgrade"):
+            catalog.ping()
+        with pytest.raises(BackendUnavailable, match="db upgrade"):
+            catalog.get_video("x")
+        upgrade(catalog_url)
+        catalog.ping()
+    finally:
+        engine.dispose()
+
+
+def test_ping_on_unreachable_postgres() -> None:
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/hv?connect_timeout=2"
+    engine = create_catalog_engine(url)
+    try:
+        with pytest.raises(BackendUnavailable, match="^catalog database unreachable$") as info:
+            SqlCatalog(engine).ping()
+        assert info.value.detail  # the driver's words, for the log only
+    finally:
+        engine.dispose()

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hybridvideo.config import Settings, env_name, load_settings
+from hybridvideo.errors import ConfigurationError
+
+OUR_VARS = [
+    "HYBRIDVIDEO_DATA_DIR",
+    "HYBRIDVIDEO_PORT",
+    "HYBRIDVIDEO_ADMIN_TOKEN",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "HYBRIDVIDEO_QUEUE_BACKEND",
+    "HYBRIDVIDEO_ARCHIVE_BACKEND",
+    "HYBRIDVIDEO_S3_BUCKET",
+    "HYBRIDVIDEO_S3_ENDPOINT_URL",
+    "CLOUDFLARE_ACCOUNT_ID",
+    "CLOUDFLARE_STREAM_TOKEN",
+    "HYBRIDVIDEO_PUBLIC_URL",
+    "HYBRIDVIDEO_S3_PART_SIZE",
+]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in OUR_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_embedded_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYBRIDVIDEO_DATA_DIR", str(tmp_path))
+    s = load_settings()
+    assert s.port == 8787
+    assert s.resolved_database_url == f"sqlite:///{(tmp_path / 'catalog.db').resolve()}"
+    assert s.resolved_queue_backend == "sqlite"
+    assert s.resolved_archive_backend == "local"
+    assert s.runs_embedded_worker and s.runs_auto_migrate
+    assert s.resolved_public_url == "http://127.0.0.1:8787"
+
+
+def test_team_names_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "0123456789abcdef0123456789abcdef")
+    monkeypatch.setenv("CLOUDFLARE_STREAM_TOKEN", "tok")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("HYBRIDVIDEO_S3_BUCKET", "assets")
+    s = load_settings()
+    assert s.cloudflare_stream_token is not None
+    assert s.cloudflare_stream_token.get_secret_value() == "tok"
+    assert s.resolved_queue_backend == "redis" and not s.runs_embedded_worker
+    # With no explicit endpoint the S3 archive goes to the account's R2 endpoint.
+    assert s.resolved_archive_backend == "s3"
+    assert s.resolved_s3_endpoint_url == (
+        "https://0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com"
+    )
+
+
+def test_postgres_urls_are_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db:5432/hv")
+    monkeypatch.setenv("HYBRIDVIDEO_ADMIN_TOKEN", "x" * 20)
+    s = load_settings()
+    assert s.resolved_database_url == "postgresql+psycopg://u:p@db:5432/hv"
+    assert not s.runs_auto_migrate
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("HYBRIDVIDEO_PORT", "eighty", "HYBRIDVIDEO_PORT"),
+        ("HYBRIDVIDEO_PORT", "70000", "HYBRIDVIDEO_PORT"),
+        ("DATABASE_URL", "mysql://x", "DATABASE_URL: Value error, must be a sqlite"),
+        ("REDIS_URL", "http://x", "REDIS_URL"),
+        ("CLOUDFLARE_ACCOUNT_ID", "not-an-id", "CLOUDFLARE_ACCOUNT_ID"),
+        ("HYBRIDVIDEO_ADMIN_TOKEN", "short", "HYBRIDVIDEO_ADMIN_TOKEN: Value error, must be at"),
+        ("HYBRIDVIDEO_QUEUE_BACKEND", "kafka", "HYBRIDVIDEO_QUEUE_BACKEND"),
+        ("HYBRIDVIDEO_S3_PART_SIZE", "1024", "HYBRIDVIDEO_S3_PART_SIZE"),
+        ("HYBRIDVIDEO_PUBLIC_URL", "ftp://x", "HYBRIDVIDEO_PUBLIC_URL"),
+    ],
+)
+def test_invalid_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert expected in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"HYBRIDVIDEO_QUEUE_BACKEND": "redis"}, "REDIS_URL: required"),
+        ({"HYBRIDVIDEO_ARCHIVE_BACKEND": "s3"}, "HYBRIDVIDEO_S3_BUCKET: required"),
+        ({"HYBRIDVIDEO_S3_BUCKET": "b"}, "HYBRIDVIDEO_S3_ENDPOINT_URL: required"),
+        ({"DATABASE_URL": "postgresql://h/db"}, "HYBRIDVIDEO_ADMIN_TOKEN: required"),
+    ],
+)
+def test_inconsistent_settings_are_refused(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigurationError, match=expected):
+        load_settings()
+
+
+def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYBRIDVIDEO_PORT", "9000")
+    assert load_settings(port=9100).port == 9100
+    assert load_settings(port=None).port == 9000
+
+
+def test_every_setting_is_in_the_readme() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    missing = [env_name(f) for f in Settings.model_fields if f"`{env_name(f)}`" not in readme]
+    assert missing == []
