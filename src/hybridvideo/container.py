@@ -117,6 +117,16 @@ def build_catalog(
     return SqlCatalog(engine), engine.dispose
 
 
+def migrate_catalog(settings: Settings) -> str | None:
+    """Upgrade the catalog schema to the newest revision and return that revision."""
+    from hybridvideo.catalog.sql import migrate as sql_migrate
+
+    if settings.database_is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    sql_migrate.upgrade(settings.resolved_database_url)
+    return sql_migrate.current_revision(settings.resolved_database_url)
+
+
 def build_container(settings: Settings, *, migrate: bool | None = None) -> Container:
     """Build every part; ``migrate`` overrides ``settings.runs_auto_migrate``."""
     from hybridvideo.jobs import register_jobs

@@ -5,8 +5,10 @@ Each test gets its own folder or bucket, so the suite is safe under pytest-xdist
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import json
 import os
 import uuid
 from datetime import UTC
@@ -14,10 +16,11 @@ from datetime import UTC
 import boto3
 import httpx
 import pytest
+from botocore.config import Config
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
+from hybridvideo.api import errors as api_errors
 from hybridvideo.api.routers.archive_files import build_router
 from hybridvideo.archive.base import MAX_PRESIGN_SECONDS, ArchiveStore
 from hybridvideo.archive.local import LocalArchive
@@ -25,43 +28,46 @@ from hybridvideo.archive.s3 import S3Archive, client_config
 from hybridvideo.errors import (
     BackendUnavailable,
     ConfigurationError,
-    HybridVideoError,
     InvalidInput,
     InvalidKey,
     NotFound,
     RangeNotSatisfiable,
-    Unauthorized,
 )
 from tests.services import free_port
 
 MiB = 1024 * 1024
 SECRET = b"contract-suite-secret-0123456789"
 
+
 # Status per domain error, most specific first: what api/errors.py is expected to do.
-STATUS = [(RangeNotSatisfiable, 416), (InvalidInput, 400), (NotFound, 404), (Unauthorized, 401)]
-
-
 def serving_app(store: ArchiveStore) -> FastAPI:
-    """A minimal app around ``build_router``, with a stand-in for the central error handler."""
+    """A minimal app around ``build_router`` with the real central error handler."""
     app = FastAPI()
     app.include_router(build_router(store))
-
-    @app.exception_handler(HybridVideoError)
-    def handle(request, exc):
-        status = next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
-        headers = {}
-        if isinstance(exc, RangeNotSatisfiable):
-            headers["Content-Range"] = f"bytes */{exc.size}"
-        body = {"error": {"code": exc.code, "message": exc.message}}
-        return JSONResponse(body, status_code=status, headers=headers)
-
+    api_errors.install(app)
     return app
 
 
+@functools.cache
 def admin_client(endpoint: str):
+    """The test's own view of the S3 server (bucket setup and inspection), one per server."""
     return boto3.session.Session().client(
         "s3", endpoint_url=endpoint, region_name="us-east-1", config=client_config()
     )
+
+
+def public_thumbnails(bucket: str) -> dict:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bucket}/thumbnails/*",
+            }
+        ],
+    }
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -72,13 +78,16 @@ def store(request, tmp_path):
         return LocalArchive(root, base_url="http://testserver", secret=SECRET)
     endpoint = request.getfixturevalue("s3_endpoint")
     bucket = f"hv-{uuid.uuid4().hex[:20]}"
-    admin_client(endpoint).create_bucket(Bucket=bucket)
+    admin = admin_client(endpoint)
+    admin.create_bucket(Bucket=bucket)
+    # Public reads are a bucket setting (an R2 custom domain), never an object ACL.
+    admin.put_bucket_policy(Bucket=bucket, Policy=json.dumps(public_thumbnails(bucket)))
     return S3Archive(
         bucket=bucket,
         endpoint_url=endpoint,
         access_key_id="testing",
         secret_access_key="testing",
-        public_base_url=f"{endpoint}/{bucket}",  # moto serves unauthenticated path-style GETs
+        public_base_url=f"{endpoint}/{bucket}",
         part_size=5 * MiB,
     )
 
@@ -301,19 +310,16 @@ def unreachable(request, tmp_path):
         blocker = tmp_path / "a-file"
         blocker.write_bytes(b"")  # a root below a regular file can never exist
         return LocalArchive(blocker / "archive", base_url="http://x", secret=SECRET)
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    quick = Config(retries={"max_attempts": 1}, connect_timeout=1)
     client = boto3.session.Session().client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{free_port()}",  # nothing listens there
-        region_name="auto",
-        config=client_config().merge(
-            type(client_config())(retries={"max_attempts": 1}, connect_timeout=1)
-        ),
+        "s3", endpoint_url=endpoint, region_name="auto", config=client_config().merge(quick)
     )
     return S3Archive(
         bucket="archive",
-        endpoint_url="http://127.0.0.1:1",
-        access_key_id=None,
-        secret_access_key=None,
+        endpoint_url=endpoint,
+        access_key_id="testing",
+        secret_access_key="testing",
         client=client,
     )
 

@@ -61,9 +61,11 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield server.set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        try:
+            yield server.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.dispose()
 
@@ -184,12 +186,19 @@ def test_duplicate_master_is_a_conflict_naming_the_existing_video(catalog: SqlCa
 
 
 @pytest.mark.parametrize(
-    "change",
-    [{"collection": "Work!"}, {"title": "   "}, {"archive_key": "../x"}, {"archive_bucket": ""}],
+    "bad",
+    [
+        replace(new_video(1), collection="Work!"),
+        replace(new_video(1), title="   "),
+        replace(new_video(1), archive_key="../x"),
+        replace(new_video(1), archive_bucket=""),
+        replace(new_video(1), media=replace(new_video(1).media, sha256="not-a-hash")),
+    ],
+    ids=["collection", "title", "key", "bucket", "sha256"],
 )
-def test_add_video_validates(catalog: SqlCatalog, change: dict[str, str]) -> None:
+def test_add_video_validates(catalog: SqlCatalog, bad: NewVideo) -> None:
     with pytest.raises(InvalidInput):
-        catalog.add_video(replace(new_video(1), **change))
+        catalog.add_video(bad)
     assert catalog.list_videos(VideoFilter()).total == 0
 
 
@@ -353,6 +362,24 @@ def test_concurrent_identical_transitions_record_one_event(catalog: SqlCatalog) 
         t.join()
     assert errors == []
     assert [e.kind for e in catalog.events(vid)] == ["created", "stream_status"]
+
+
+def test_record_event_appends_to_the_history(catalog: SqlCatalog) -> None:
+    vid = catalog.add_video(new_video(1)).id
+    recorded = catalog.record_event(vid, "master_verified", {"sha256": "ab", "n": [1, 2]})
+    assert (recorded.video_id, recorded.kind) == (vid, "master_verified")
+    assert recorded.data == {"sha256": "ab", "n": [1, 2]} and recorded.created_at is not None
+    catalog.set_stream_status(vid, S.PROCESSING)
+    history = catalog.events(vid)
+    assert [e.kind for e in history] == ["created", "master_verified", "stream_status"]
+    assert history[1] == recorded
+    with pytest.raises(NotFound):
+        catalog.record_event(str(uuid.uuid4()), "master_verified", {})
+    with pytest.raises(InvalidInput):
+        catalog.record_event(vid, "", {})
+    with pytest.raises(InvalidInput):
+        catalog.record_event(vid, "odd", {"when": object()})
+    assert len(catalog.events(vid)) == 3
 
 
 # -- health ----------------------------------------------------------------------------

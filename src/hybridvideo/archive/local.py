@@ -101,6 +101,7 @@ class LocalArchive:
         tmp = self._temp_file()
         try:
             size, sha256 = _fill(tmp, data)
+            self._make_room_for_sidecar(key)
             _commit(tmp, target)
         except BaseException:
             # Errors raised by ``data`` itself are the caller's and pass through unchanged.
@@ -159,14 +160,15 @@ class LocalArchive:
         folder = prefix.rpartition("/")[0]
         if folder.split("/", 1)[0] in RESERVED:
             raise InvalidKey("archive keys may not start with a reserved folder")
-        start = (self._root / folder).resolve()
-        if not start.is_relative_to(self._root):
-            return iter(())
+        start = self._root / folder
+        if start.resolve() != start:
+            return iter(())  # a symlink on the way: listings never follow them
         return self._walk(start, folder, prefix)
 
     def _walk(self, folder: Path, rel: str, prefix: str) -> Iterator[ObjectInfo]:
         try:
-            entries = list(os.scandir(folder))
+            with os.scandir(folder) as scan:
+                entries = [*scan]
         except (FileNotFoundError, NotADirectoryError):
             return
         except OSError as exc:
@@ -275,6 +277,18 @@ class LocalArchive:
             fd, name = tempfile.mkstemp(dir=folder, prefix="put-")
             os.close(fd)
         return Path(name)
+
+    def _make_room_for_sidecar(self, key: str) -> None:
+        """Fail with ``Conflict`` *before* the object appears if its sidecar cannot be written.
+
+        ``.meta/x.json`` clashes with ``.meta/x.json/…`` (keys ``x`` and ``x.json/y``), a
+        clash the object folder itself does not have.
+        """
+        side = self._sidecar_path(key)
+        with _disk_errors(key):
+            side.parent.mkdir(parents=True, exist_ok=True)
+            if side.is_dir():
+                raise IsADirectoryError(str(side))
 
     def _write_sidecar(self, key: str, sidecar: _Sidecar) -> None:
         tmp = self._temp_file()

@@ -32,8 +32,9 @@ videos_app = typer.Typer(no_args_is_help=True, help="Videos in the catalog.")
 app.add_typer(db_app, name="db")
 app.add_typer(videos_app, name="videos")
 
-out = Console()
-err = Console(stderr=True)
+# Piped output (scripts, tests) gets wide lines so ids and hashes are never folded.
+out = Console(width=None if sys.stdout.isatty() else 240)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 240)
 
 DataDir = Annotated[
     Path | None,
@@ -131,12 +132,10 @@ def doctor(data_dir: DataDir = None) -> None:
 @friendly_errors
 def db_upgrade(data_dir: DataDir = None) -> None:
     """Apply catalog migrations up to the newest schema."""
-    from hybridvideo.catalog.sql import migrate
+    from hybridvideo.container import migrate_catalog
 
-    settings = _settings(data_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(settings.resolved_database_url)
-    out.print(f"catalog at revision {migrate.current_revision(settings.resolved_database_url)}")
+    revision = migrate_catalog(_settings(data_dir))
+    out.print(f"catalog at revision {revision}")
 
 
 @videos_app.command("add")
@@ -192,7 +191,7 @@ def videos_list(
         return
     table = Table(title=f"{page.total} video(s)")
     for col in ("id", "title", "collection", "status", "duration", "size", "sha256"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, no_wrap=col in ("id", "sha256"), overflow="fold")
     for v in page.items:
         table.add_row(
             v.id,

@@ -22,7 +22,7 @@ def validate_key(key: str) -> str:
         raise InvalidKey("archive key must be a non-empty string")
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:
         raise InvalidKey(f"archive key is longer than {MAX_KEY_BYTES} bytes")
-    if key.startswith("/") or key.startswith("\\") or (len(key) > 1 and key[1] == ":"):
+    if key.startswith(("/", "\\")):
         raise InvalidKey("archive key must be relative, not an absolute path")
     for ch in key:
         if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") or ch == "\\":

@@ -53,7 +53,8 @@ def probe(path: Path) -> MediaInfo:
             if not container.streams.video:
                 raise NotAVideo(f"{path.name}: no video stream")
             stream = container.streams.video[0]
-            next(container.decode(stream), None) or _no_frames(path)
+            if next(container.decode(stream), None) is None:
+                raise NotAVideo(f"{path.name}: the video stream has no decodable frame")
             duration = container.duration / av.time_base if container.duration else None
             if duration is None and stream.duration and stream.time_base:
                 duration = float(stream.duration * stream.time_base)
@@ -73,7 +74,3 @@ def probe(path: Path) -> MediaInfo:
         width=width,
         height=height,
     )
-
-
-def _no_frames(path: Path) -> None:
-    raise NotAVideo(f"{path.name}: the video stream has no decodable frame")

@@ -10,8 +10,8 @@ run jobs in a background thread of its own process.
 Limits to design jobs around:
 
 * Periodic jobs have minute resolution, and their crontab fields are read in UTC. Every
-  running worker has a scheduler that enqueues periodic jobs, so with several worker
-  processes a periodic job runs once per process and minute.
+  running worker (each ``run_worker``) has a scheduler that enqueues periodic jobs, so with
+  several workers on one shared queue a periodic job runs once per worker and minute.
 * Delays, retries and lock waits become runnable on the scheduler's next pass
   (:attr:`Timing.tick`), so they are never early but may be up to one tick late.
 * A job can run more than once (a retry after a failure that came after some side effects,
@@ -65,6 +65,11 @@ class Timing:
     tick: float = 1.0
     poll: float = 1.0
     lock_retry: float = 1.0
+
+    def __post_init__(self) -> None:
+        # A zero poll would make Redis's BRPOP block forever and the worker unstoppable.
+        if min(self.tick, self.poll, self.lock_retry) <= 0:
+            raise ValueError("queue timings must be positive")
 
 
 class _ThreadConsumer(Consumer):  # type: ignore[misc]  # huey is untyped

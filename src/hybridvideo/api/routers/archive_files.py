@@ -39,7 +39,9 @@ def build_router(archive: ArchiveStore) -> APIRouter:
     if not archive.capabilities.serves_signed_urls or not isinstance(archive, _ServingStore):
         raise ConfigurationError("this archive store does not serve its own signed URLs")
     store = archive
-    router = APIRouter(tags=["archive"])
+    # Out of the OpenAPI schema: these are URLs the API hands out, not operations to call
+    # by name (and one GET+HEAD route would give two operations the same id).
+    router = APIRouter(tags=["archive"], include_in_schema=False)
 
     @router.api_route("/archive/signed/{key:path}", methods=["GET", "HEAD"])
     def signed_file(

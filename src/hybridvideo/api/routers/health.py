@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -24,10 +25,14 @@ def healthz() -> dict[str, str]:
 def readyz(container: ContainerDep) -> JSONResponse:
     """200 only when the catalog, the archive and the queue all answer."""
     checks: dict[str, str] = {}
-    parts = {"catalog": container.catalog, "archive": container.archive, "queue": container.queue}
-    for name, part in parts.items():
+    pings: dict[str, Callable[[], None]] = {
+        "catalog": container.catalog.ping,
+        "archive": container.archive.ping,
+        "queue": container.queue.ping,
+    }
+    for name, ping in pings.items():
         try:
-            part.ping()
+            ping()
             checks[name] = "ok"
         except HybridVideoError as exc:
             checks[name] = exc.code

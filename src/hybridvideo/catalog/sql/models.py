@@ -1,8 +1,9 @@
 """The catalog's tables as SQLAlchemy typed ORM classes.
 
-These classes never leave :mod:`hybridvideo.catalog.sql`: the repository turns them into
-domain values. The migration in ``catalog/migrations/versions`` is a frozen copy of this
-schema, and a contract test compares the two, so a change here without a migration fails.
+These classes never leave :mod:`hybridvideo.catalog.sql`: the repository hands out what
+their ``to_state`` / ``to_event`` return, frozen domain values. The migration in
+``catalog/migrations/versions`` is a frozen copy of this schema, and a contract test
+compares the two, so a change here without a migration fails.
 
 Constraint names come from one naming convention so that migrations on both backends (and
 SQLite's batch mode, which recreates tables) can refer to constraints by a stable name.
@@ -32,7 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from hybridvideo.domain.video import StreamStatus
+from hybridvideo.catalog.base import VideoEvent
+from hybridvideo.domain.video import StreamStatus, TechnicalSpec, VideoState
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -103,6 +105,33 @@ class Video(Timestamps, Base):
     spec: Mapped[VideoSpec] = relationship(
         back_populates="video", lazy="joined", innerjoin=True, uselist=False
     )
+
+    def to_state(self) -> VideoState:
+        """The frozen domain value; called inside the session, so nothing loads lazily later."""
+        spec = self.spec
+        return VideoState(
+            id=self.id,
+            title=self.title,
+            collection=self.collection,
+            owner_id=self.owner_id,
+            pinned=self.pinned,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            spec=TechnicalSpec(
+                archive_bucket=spec.archive_bucket,
+                archive_key=spec.archive_key,
+                thumbnail_url=spec.thumbnail_url,
+                stream_uid=spec.stream_uid,
+                stream_status=StreamStatus(spec.stream_status),
+                stream_error=spec.stream_error,
+                size=spec.size_bytes,
+                format=spec.format,
+                duration=spec.duration_seconds,
+                width=spec.width,
+                height=spec.height,
+                sha256=spec.sha256,
+            ),
+        )
 
 
 class VideoSpec(Timestamps, Base):
@@ -185,3 +214,12 @@ class VideoEventRow(Base):
     kind: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def to_event(self) -> VideoEvent:
+        return VideoEvent(
+            id=self.id,
+            video_id=self.video_id,
+            kind=self.kind,
+            data=dict(self.data),
+            created_at=self.created_at,
+        )

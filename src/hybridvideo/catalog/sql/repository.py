@@ -8,12 +8,13 @@ nothing above this module sees SQLAlchemy.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, Select, func, select, text
+from sqlalchemy import ColumnElement, Engine, Select, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, sessionmaker
 
@@ -30,7 +31,6 @@ from hybridvideo.domain.keys import validate_key
 from hybridvideo.domain.video import (
     NewVideo,
     StreamStatus,
-    TechnicalSpec,
     VideoChanges,
     VideoFilter,
     VideoState,
@@ -58,33 +58,6 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _to_state(video: Video) -> VideoState:
-    spec = video.spec
-    return VideoState(
-        id=video.id,
-        title=video.title,
-        collection=video.collection,
-        owner_id=video.owner_id,
-        pinned=video.pinned,
-        created_at=video.created_at,
-        updated_at=video.updated_at,
-        spec=TechnicalSpec(
-            archive_bucket=spec.archive_bucket,
-            archive_key=spec.archive_key,
-            thumbnail_url=spec.thumbnail_url,
-            stream_uid=spec.stream_uid,
-            stream_status=StreamStatus(spec.stream_status),
-            stream_error=spec.stream_error,
-            size=spec.size_bytes,
-            format=spec.format,
-            duration=spec.duration_seconds,
-            width=spec.width,
-            height=spec.height,
-            sha256=spec.sha256,
-        ),
-    )
-
-
 def _videos() -> Select[Video]:
     # One explicit join serves filtering, ordering and loading the spec.
     return select(Video).join(Video.spec).options(contains_eager(Video.spec))
@@ -109,19 +82,19 @@ class SqlCatalog:
 
     def get_video(self, video_id: str) -> VideoState:
         with self._tx() as session:
-            return _to_state(self._load(session, video_id))
+            return self._load(session, video_id).to_state()
 
     def find_by_sha256(self, sha256: str) -> VideoState | None:
         with self._tx() as session:
             video = session.scalar(_videos().where(VideoSpec.sha256 == sha256.lower()))
-            return None if video is None else _to_state(video)
+            return None if video is None else video.to_state()
 
     def list_videos(self, flt: VideoFilter) -> VideoPage:
         if not 1 <= flt.limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
         if flt.offset < 0:
             raise InvalidInput("offset must not be negative")
-        conditions: list[Any] = []
+        conditions: list[ColumnElement[bool]] = []
         if flt.collection is not None:
             conditions.append(Video.collection == flt.collection)
         if flt.status is not None:
@@ -140,23 +113,17 @@ class SqlCatalog:
                 .limit(flt.limit)
                 .offset(flt.offset)
             )
-            return VideoPage(items=[_to_state(v) for v in rows], total=int(total or 0))
+            return VideoPage(items=[v.to_state() for v in rows], total=int(total or 0))
 
     def events(self, video_id: str) -> list[VideoEvent]:
         with self._tx() as session:
-            if session.scalar(select(Video.id).where(Video.id == video_id)) is None:
-                raise NotFound(f"video {video_id} not found")
+            self._require(session, video_id)
             rows = session.scalars(
                 select(VideoEventRow)
                 .where(VideoEventRow.video_id == video_id)
                 .order_by(VideoEventRow.id)
             )
-            return [
-                VideoEvent(
-                    id=r.id, video_id=r.video_id, kind=r.kind, data=r.data, created_at=r.created_at
-                )
-                for r in rows
-            ]
+            return [r.to_event() for r in rows]
 
     def ping(self) -> None:
         with translate_errors(), self._engine.connect() as connection:
@@ -216,12 +183,24 @@ class SqlCatalog:
                 session.flush()
                 data = {"bucket": new.archive_bucket, "key": new.archive_key, "sha256": sha256}
                 self._record(session, video_id, "created", data)
-                return _to_state(video)
+                return video.to_state()
         except IntegrityError as exc:
             # A concurrent add won the race after our pre-check: name what it took.
             with self._tx() as session:
                 self._raise_if_taken(session, video_id, sha256, new)
             raise Conflict("video clashes with an existing one", detail=driver_text(exc)) from exc
+
+    def record_event(self, video_id: str, kind: str, data: dict[str, Any]) -> VideoEvent:
+        _check_length("event kind", kind, 64, required=True)
+        try:
+            json.dumps(data)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput("event data must be JSON-serialisable", detail=str(exc)) from exc
+        with self._tx(write=True) as session:
+            self._require(session, video_id)
+            row = self._record(session, video_id, kind, data)
+            session.flush()  # assigns the id
+            return row.to_event()
 
     def update_video(self, video_id: str, changes: VideoChanges) -> VideoState:
         wanted: dict[str, object] = {}
@@ -243,7 +222,7 @@ class SqlCatalog:
                 video.updated_at = utcnow()
                 self._record(session, video_id, "edited", {"fields": changed})
                 session.flush()
-            return _to_state(video)
+            return video.to_state()
 
     def set_stream_status(
         self,
@@ -269,7 +248,7 @@ class SqlCatalog:
                     keep = spec.stream_error if current == StreamStatus.ERROR else None
                     reason = error if error is not None else keep
                 if (status, uid, reason) == (current, spec.stream_uid, spec.stream_error):
-                    return _to_state(video)
+                    return video.to_state()
                 if uid is not None and uid != spec.stream_uid:
                     self._raise_if_uid_taken(session, video_id, uid)
                 now = utcnow()
@@ -278,7 +257,7 @@ class SqlCatalog:
                 data = {"from": current.value, "to": status.value, "stream_uid": uid}
                 self._record(session, video_id, "stream_status", {**data, "error": reason})
                 session.flush()
-                return _to_state(video)
+                return video.to_state()
         except IntegrityError as exc:
             raise Conflict(
                 "stream uid already belongs to another video", detail=driver_text(exc)
@@ -297,8 +276,15 @@ class SqlCatalog:
         return video
 
     @staticmethod
-    def _record(session: Session, video_id: str, kind: str, data: dict[str, Any]) -> None:
-        session.add(VideoEventRow(video_id=video_id, kind=kind, data=data, created_at=utcnow()))
+    def _require(session: Session, video_id: str) -> None:
+        if session.scalar(select(Video.id).where(Video.id == video_id)) is None:
+            raise NotFound(f"video {video_id} not found")
+
+    @staticmethod
+    def _record(session: Session, video_id: str, kind: str, data: dict[str, Any]) -> VideoEventRow:
+        row = VideoEventRow(video_id=video_id, kind=kind, data=dict(data), created_at=utcnow())
+        session.add(row)
+        return row
 
     @staticmethod
     def _raise_if_taken(session: Session, video_id: str, sha256: str, new: NewVideo) -> None:
