@@ -156,7 +156,7 @@ def build_container(settings: Settings, *, migrate: bool | None = None) -> Conta
         videos=videos,
         admin_token=admin_token,
         admin_token_generated=generated,
-        _closers=[close_catalog],
+        _closers=[close_catalog, queue.close],
     )
     register_jobs(container)
     return container

@@ -277,6 +277,57 @@ def test_lock_holders_and_releasing_a_stale_lock(
     assert not queue.release_lock("hold:k")
 
 
+def test_a_lock_older_than_its_ttl_is_broken(
+    queue: HueyQueue, start: Callable[[int], WorkerHandle]
+) -> None:
+    ran: list[int] = []
+    queue.register(
+        JobSpec("ttl", retries=0, lock_key=by_key, lock_ttl=1.0), lambda n, key: ran.append(n)
+    )
+    # A lock left by a worker that was killed 5 s ago (the value is when it was taken).
+    lock = f"{queue.huey.name}.lock.ttl:k"
+    queue.huey.put(lock, repr(time.time() - 5))
+    start(1)
+    queue.enqueue("ttl", {"n": 1, "key": "k"})
+    assert wait_until(lambda: ran == [1])
+    # A fresh lock is respected: the job waits until it is released.
+    queue.huey.put(lock, repr(time.time()))
+    queue.enqueue("ttl", {"n": 2, "key": "k"})
+    time.sleep(0.4)
+    assert ran == [1]
+    queue.release_lock("ttl:k")
+    assert wait_until(lambda: ran == [1, 2])
+
+
+def test_each_minute_of_periodic_jobs_is_enqueued_once(
+    queue: HueyQueue, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    from hybridvideo.queue.huey_queue import _once_per_minute
+
+    if queue.backend == "redis":
+        other = redis_queue(request.getfixturevalue("redis_url"), queue.huey.name, timing=FAST)
+    elif queue.backend == "postgres":
+        other = postgres_queue(
+            request.getfixturevalue("postgres_url"), queue.huey.name, timing=FAST
+        )
+    elif queue.backend == "sqlite":
+        other = sqlite_queue(tmp_path / "queue.db", queue.huey.name, timing=FAST)
+    else:
+        other = queue  # memory: one process, one storage
+    calls: list[tuple[str, datetime]] = []
+    first = _once_per_minute(queue.huey, lambda now: calls.append(("a", now)))
+    second = _once_per_minute(other.huey, lambda now: calls.append(("b", now)))
+    minute = datetime(2026, 11, 23, 12, 0, 5)
+    first(minute)
+    second(minute.replace(second=40))  # the other worker's check, later in the same minute
+    assert calls == [("a", minute)]
+    second(minute + timedelta(minutes=1))
+    first(minute + timedelta(minutes=1, seconds=30))
+    assert [who for who, _ in calls] == ["a", "b"]
+    if other is not queue:
+        other.close()
+
+
 def test_failures_are_logged_by_name_and_id_not_payload(
     queue: HueyQueue, start: Callable[[int], WorkerHandle], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -385,3 +436,8 @@ def test_postgres_url_becomes_a_libpq_dsn() -> None:
     assert libpq_dsn("postgres://h/db") == "postgresql://h/db"
     with pytest.raises(ConfigurationError):
         libpq_dsn("mysql://h/db")
+
+
+def test_timings_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        Timing(poll=0)

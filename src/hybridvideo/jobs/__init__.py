@@ -1,7 +1,9 @@
 """Job types, one per module; :func:`register_jobs` is the one list of them.
 
-Every job's handler is a plain function of its payload. Handlers must be idempotent: the
-queue delivers at least once, so a job may run again after a crash or a lost ack.
+Every job's handler is a plain function of its payload. Handlers must be idempotent: a job
+may run again after a failure that came after some of its side effects. And a job in flight
+when its worker process is killed is not redelivered (huey has no acknowledgement), so work
+that must survive crashes keeps its own progress in the catalog and is resumable from it.
 """
 
 from __future__ import annotations

@@ -34,8 +34,9 @@ class JobSpec:
     ``retries`` extra attempts after a failure, the first after ``retry_delay`` seconds and
     each next one ``retry_backoff`` times later. ``lock_key`` maps a payload to a key: at
     most one job with that key runs at a time; a job that finds the key taken is retried
-    later (not lost, not run twice in parallel). ``periodic`` makes the job run on a
-    schedule (with no payload).
+    later (not lost, not run twice in parallel); a lock older than ``lock_ttl`` seconds is
+    taken to belong to a worker that was killed, and is broken. ``periodic`` makes the job
+    run on a schedule (with no payload), once per scheduled minute however many workers run.
     """
 
     name: str
@@ -43,19 +44,20 @@ class JobSpec:
     retry_delay: float = 1.0
     retry_backoff: float = 2.0
     lock_key: Callable[[Mapping[str, Any]], str] | None = None
+    lock_ttl: float = 3600.0
     periodic: Periodic | None = None
 
 
 class WorkerHandle(Protocol):
-    def stop(self, timeout: float = 10.0) -> None:
-        """Ask the worker to finish its current jobs and wait up to ``timeout`` seconds."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """Ask the worker to finish its running jobs; True if it stopped within ``timeout``."""
 
 
 @runtime_checkable
 class TaskQueue(Protocol):
     @property
     def backend(self) -> str:
-        """``memory``, ``sqlite`` or ``redis``: shown by ``doctor`` and ``/readyz``."""
+        """``memory``, ``sqlite``, ``redis`` or ``postgres``: shown by ``doctor``."""
 
     def register(self, spec: JobSpec, handler: Handler) -> None:
         """Make ``handler`` runnable under ``spec.name``; registering a name twice is an error."""
@@ -81,3 +83,6 @@ class TaskQueue(Protocol):
 
     def ping(self) -> None:
         """Raise ``BackendUnavailable`` unless the backend answers."""
+
+    def close(self) -> None:
+        """Release connections; the queue is not used afterwards."""

@@ -10,15 +10,15 @@ run jobs in a background thread of its own process.
 Limits to design jobs around:
 
 * Periodic jobs have minute resolution, and their crontab fields are read in UTC. Every
-  running worker (each ``run_worker``) has a scheduler that enqueues periodic jobs, so with
-  several workers on one shared queue a periodic job runs once per worker and minute.
+  running worker has a scheduler; the first to claim a minute enqueues that minute's
+  periodic jobs and the others skip it (:func:`_once_per_minute`).
 * Delays, retries and lock waits become runnable on the scheduler's next pass
   (:attr:`Timing.tick`), so they are never early but may be up to one tick late.
 * A job can run more than once (a retry after a failure that came after some side effects,
   a periodic job enqueued by two schedulers), so handlers must be idempotent. huey removes a
   job from the queue before running it and has no acknowledgement: a job in flight when its
-  worker process is killed (not stopped) is not delivered again, and a lock it held stays
-  taken until released by hand (see :meth:`HueyQueue.lock_holders`).
+  worker process is killed (not stopped) is not delivered again. A lock it held is broken
+  once older than the job's ``lock_ttl`` (or by hand, :meth:`HueyQueue.release_lock`).
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ import logging
 import math
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +89,34 @@ class _ThreadConsumer(Consumer):  # type: ignore[misc]  # huey is untyped
     def _create_scheduler(self) -> Any:
         scheduler = super()._create_scheduler()
         scheduler.interval = self._tick
+        scheduler.enqueue_periodic_tasks = _once_per_minute(
+            self.huey, scheduler.enqueue_periodic_tasks
+        )
         return scheduler
 
     def _set_signal_handlers(self) -> None:
         pass
+
+
+def _once_per_minute(huey: Huey, enqueue: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Let only one of the workers sharing a queue enqueue each minute's periodic jobs.
+
+    Every huey scheduler checks the periodic schedule once a minute; with several workers
+    on one Redis or PostgreSQL queue each would enqueue the same runs. The first scheduler
+    to claim ``<queue>.periodic:<UTC minute>`` (``put_if_empty``, atomic on every storage)
+    enqueues; the others skip. Claims from a few minutes back are deleted as we go.
+    """
+
+    def claimed_enqueue(now: Any = None) -> None:
+        stamp = now or huey._get_timestamp()
+        prefix = f"{huey.name}.periodic:"
+        if not huey.put_if_empty(prefix + stamp.strftime("%Y%m%d%H%M"), "1"):
+            log.debug("periodic jobs for this minute already enqueued by another worker")
+            return
+        huey.delete(prefix + (stamp - timedelta(minutes=5)).strftime("%Y%m%d%H%M"))
+        enqueue(stamp)
+
+    return claimed_enqueue
 
 
 class WorkerHandle:
@@ -199,7 +224,7 @@ class HueyQueue:
 
         def run_locked(**payload: Any) -> Any:
             name = f"{huey.name}.lock.{spec.name}:{lock_key(payload)}"
-            if not huey.put_if_empty(name, "1"):
+            if not _acquire(huey, name, spec.lock_ttl):
                 log.debug("job %s deferred: its lock key is taken", spec.name)
                 raise RetryTask(delay=lock_retry)
             try:
@@ -356,6 +381,26 @@ class HueyQueue:
         return BackendUnavailable(
             f"the {self._backend} queue is unreachable", detail=f"{type(exc).__name__}: {exc}"
         )
+
+
+def _acquire(huey: Huey, name: str, ttl: float) -> bool:
+    """Take lock ``name``; break it first if its holder took it more than ``ttl`` s ago.
+
+    The value is the time the lock was taken. A worker killed mid-job never releases its
+    locks, and huey's SQL and memory storages have no key expiry, so age is checked here.
+    """
+    now = time.time()
+    if huey.put_if_empty(name, repr(now)):
+        return True
+    try:
+        taken_at = float(huey.get(name, peek=True))
+    except (TypeError, ValueError):
+        return False
+    if now - taken_at <= ttl:
+        return False
+    log.warning("breaking lock %s held for %.0f s (holder presumed dead)", name, now - taken_at)
+    huey.delete(name)
+    return bool(huey.put_if_empty(name, repr(now)))
 
 
 def _json_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:

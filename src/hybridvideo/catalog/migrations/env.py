@@ -25,11 +25,17 @@ def _url() -> str:
     return normalize_database_url(str(url))
 
 
+def _ours(name: str | None, type_: str, _parent: object) -> bool:
+    """Leave other tenants of the database alone (huey's queue tables on PostgreSQL)."""
+    return not (type_ == "table" and name is not None and name.startswith("huey"))
+
+
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         compare_type=True,
+        include_name=_ours,
         # SQLite cannot ALTER most things; batch mode recreates the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
     )
