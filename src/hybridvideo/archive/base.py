@@ -2,9 +2,10 @@
 
 Masters are immutable and the system never deletes them on its own: :meth:`ArchiveStore.delete`
 exists only for the explicit operator command. Every method validates its key with
-:func:`hybridvideo.domain.keys.validate_key` and raises domain errors only
-(:class:`~hybridvideo.errors.NotFound`, :class:`~hybridvideo.errors.InvalidKey`,
-:class:`~hybridvideo.errors.BackendUnavailable`), never a driver's exception.
+:func:`hybridvideo.domain.keys.validate_key` and raises domain errors only, never a driver's
+exception: ``NotFound``, ``InvalidKey``, ``InvalidInput`` (expiry out of bounds, a reversed
+range), ``RangeNotSatisfiable``, ``Conflict`` (a key that clashes with the local folder's
+layout) and ``BackendUnavailable``; ``verify_signed`` raises ``Unauthorized``.
 
 Optional abilities are declared in :class:`Capabilities`, returned by the store itself, so
 what the HTTP layer offers (for instance serving our own signed URLs for a local folder)
@@ -17,6 +18,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Protocol, runtime_checkable
+
+from hybridvideo.errors import InvalidInput, RangeNotSatisfiable
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,22 @@ class SignedUrlServer(Protocol):
     def verify_signed(self, key: str, *, expires: str, signature: str) -> None:
         """Raise ``Unauthorized`` unless the signature matches and has not expired."""
 
+    def is_public(self, key: str) -> bool:
+        """True when ``key`` may be served without a signature (thumbnails)."""
+
 
 #: Presigned URLs may live from 1 second to 7 days (R2's and S3's bounds).
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+
+
+def check_range(start: int, end: int | None, size: int) -> int:
+    """Validate ``start..end`` (inclusive) against ``size``; return the exclusive stop.
+
+    ``end`` past the object is clamped (like HTTP). ``start == 0`` is always fine, so an
+    empty object can still be opened whole. Shared by every store.
+    """
+    if start < 0 or (end is not None and end < start):
+        raise InvalidInput("byte range must satisfy 0 <= start <= end")
+    if start > 0 and start >= size:
+        raise RangeNotSatisfiable(f"byte range starts beyond the object ({size} bytes)", size=size)
+    return size if end is None else min(end + 1, size)

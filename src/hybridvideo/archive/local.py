@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import BinaryIO, NoReturn
 from urllib.parse import quote
 
-from hybridvideo.archive.base import MAX_PRESIGN_SECONDS, Capabilities, ObjectInfo
+from hybridvideo.archive.base import MAX_PRESIGN_SECONDS, Capabilities, ObjectInfo, check_range
 from hybridvideo.domain.keys import validate_key, validate_prefix
 from hybridvideo.errors import (
     BackendUnavailable,
@@ -44,7 +44,6 @@ from hybridvideo.errors import (
     InvalidInput,
     InvalidKey,
     NotFound,
-    RangeNotSatisfiable,
     Unauthorized,
 )
 
@@ -394,19 +393,6 @@ def _stat_file(path: Path, key: str) -> os.stat_result:
 
 def _missing(key: str) -> NoReturn:
     raise NotFound(f"archive object {key!r} does not exist")
-
-
-def check_range(start: int, end: int | None, size: int) -> int:
-    """Validate ``start..end`` (inclusive) against ``size``; return the exclusive stop.
-
-    ``end`` past the object is clamped (like HTTP). ``start == 0`` is always fine, so an
-    empty object can still be opened whole. Shared with the S3 store.
-    """
-    if start < 0 or (end is not None and end < start):
-        raise InvalidInput("byte range must satisfy 0 <= start <= end")
-    if start > 0 and start >= size:
-        raise RangeNotSatisfiable(f"byte range starts beyond the object ({size} bytes)", size=size)
-    return size if end is None else min(end + 1, size)
 
 
 def _read_chunks(path: Path, key: str, start: int, stop: int) -> Iterator[bytes]:

@@ -39,8 +39,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from hybridvideo.archive.base import MAX_PRESIGN_SECONDS, Capabilities, ObjectInfo
-from hybridvideo.archive.local import check_range
+from hybridvideo.archive.base import MAX_PRESIGN_SECONDS, Capabilities, ObjectInfo, check_range
 from hybridvideo.domain.keys import validate_key, validate_prefix
 from hybridvideo.errors import (
     BackendUnavailable,

@@ -18,7 +18,6 @@ Failures are domain errors; the app's central handler turns them into responses.
 from __future__ import annotations
 
 from email.utils import format_datetime
-from typing import Protocol, runtime_checkable
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
@@ -27,16 +26,9 @@ from hybridvideo.archive.base import ArchiveStore, SignedUrlServer
 from hybridvideo.errors import ConfigurationError, NotFound, RangeNotSatisfiable, Unauthorized
 
 
-@runtime_checkable
-class _ServingStore(SignedUrlServer, Protocol):
-    """What the routes need beyond the signature check: which keys are public."""
-
-    def is_public(self, key: str) -> bool: ...
-
-
 def build_router(archive: ArchiveStore) -> APIRouter:
     """Routes serving ``archive``'s URLs; refuses a store that does not hand them out."""
-    if not archive.capabilities.serves_signed_urls or not isinstance(archive, _ServingStore):
+    if not archive.capabilities.serves_signed_urls or not isinstance(archive, SignedUrlServer):
         raise ConfigurationError("this archive store does not serve its own signed URLs")
     store = archive
     # Out of the OpenAPI schema: these are URLs the API hands out, not operations to call
