@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from hybridvideo.media.testclip import make_test_clip
 from tests import services
 
 # Tests never talk to the real Cloudflare or AWS, and never pick up a developer's setup.
@@ -36,41 +36,7 @@ def s3_endpoint() -> Iterator[str]:
 
 def make_clip(path: Path, *, seconds: float = 1.0, size: str = "160x90") -> Path:
     """A tiny real H.264/AAC MP4 from ffmpeg's test sources."""
-    import imageio_ffmpeg
-
-    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    subprocess.run(
-        [
-            ffmpeg,
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size={size}:rate=15:duration={seconds}",
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency=440:duration={seconds}",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-shortest",
-            "-movflags",
-            "+faststart",
-            str(path),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return path
+    return make_test_clip(path, seconds=seconds, size=size, fps=15)
 
 
 @pytest.fixture(scope="session")

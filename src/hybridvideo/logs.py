@@ -44,3 +44,5 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").setLevel("WARNING")
+    # Alembic narrates every plugin and context at INFO; only its problems are news.
+    logging.getLogger("alembic").setLevel("WARNING")

@@ -114,3 +114,16 @@ def test_verify_detects_a_changed_master(data_dir: Path, sample_video: Path) -> 
     kinds = [e.kind for e in container.catalog.events(video_id)]
     assert kinds[-2:] == ["master_verified", "master_mismatch"]
     container.close()
+
+
+def test_testclip_writes_a_video_that_can_be_added(data_dir: Path, tmp_path: Path) -> None:
+    clip = tmp_path / "demo.mp4"
+    made = runner.invoke(app, ["testclip", str(clip), "--seconds", "2", "--size", "96x64"])
+    assert made.exit_code == 0 and "wrote" in made.stderr
+    code, out, _ = hv(data_dir, "videos", "add", str(clip))
+    assert code == 0
+    shown = json.loads(hv(data_dir, "videos", "show", out.split()[1], "--json")[1])
+    assert (shown["spec"]["width"], shown["spec"]["height"]) == (96, 64)
+    assert shown["spec"]["duration"] == pytest.approx(2.0, abs=0.1)
+    bad = runner.invoke(app, ["testclip", str(clip), "--size", "huge"])
+    assert bad.exit_code == 1 and "size must look like" in bad.stderr

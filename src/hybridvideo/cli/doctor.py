@@ -68,7 +68,7 @@ def _stream(settings: Settings) -> str:
         return f"Cloudflare Stream account {settings.cloudflare_account_id} (token set)"
     if settings.cloudflare_account_id or settings.cloudflare_stream_token:
         raise ValueError("set both CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_STREAM_TOKEN, or neither")
-    return "not configured: delivery will use the built-in engine"
+    return "Cloudflare Stream not configured (no credentials set)"
 
 
 def run_doctor(console: Console, data_dir: Path | None) -> int:

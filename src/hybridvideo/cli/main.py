@@ -128,6 +128,20 @@ def doctor(data_dir: DataDir = None) -> None:
     raise typer.Exit(run_doctor(out, data_dir))
 
 
+@app.command()
+@friendly_errors
+def testclip(
+    out: Annotated[Path, typer.Argument(help="Where to write the MP4.")],
+    seconds: Annotated[float, typer.Option(help="Length.")] = 3.0,
+    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT")] = "320x180",
+) -> None:
+    """Write a small test clip (FFmpeg's testsrc2 and a tone) to try things with."""
+    from hybridvideo.media.testclip import make_test_clip
+
+    make_test_clip(out, seconds=seconds, size=size)
+    err.print(f"wrote {out} ({out.stat().st_size} bytes)", highlight=False)
+
+
 @db_app.command("upgrade")
 @friendly_errors
 def db_upgrade(data_dir: DataDir = None) -> None:
