@@ -22,6 +22,13 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def postgres_db(postgres_url: str) -> Iterator[str]:
+    """A fresh empty PostgreSQL database for one test (parallel-safe)."""
+    with services.postgres_database(postgres_url) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     with services.redis_server() as url:
