@@ -9,9 +9,14 @@ import pytest
 from hybridvideo.media.testclip import make_test_clip
 from tests import services
 
-# Tests never talk to the real Cloudflare or AWS, and never pick up a developer's setup.
-for _name in ("CLOUDFLARE_EMAIL", "CLOUDFLARE_API_KEY", "AWS_PROFILE"):
-    os.environ.pop(_name, None)
+# Tests never talk to the real Cloudflare or AWS, and never pick up a developer's setup
+# (a developer's HYBRIDVIDEO_ARCHIVE_DIR must not receive test files).
+for _name in list(os.environ):
+    if _name.startswith(("HYBRIDVIDEO_", "CLOUDFLARE_", "AWS_")) or _name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+    ):
+        os.environ.pop(_name, None)
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,14 @@ ENV_PREFIX = "HYBRIDVIDEO_"
 MIN_PART_SIZE = 5 * 1024 * 1024
 
 _ACCOUNT_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _check_port(url: str) -> None:
+    """Raise ValueError (named by pydantic after the variable) for a malformed host:port."""
+    try:
+        _ = urlsplit(url).port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
 
 
 def _env(*names: str) -> AliasChoices:
@@ -44,7 +53,9 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(None, description="Bearer token for the admin API.")
     secret_key: SecretStr | None = Field(None, description="Key for our own signed URLs.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "console"] = "json"
+    log_format: Literal["json", "console"] | None = Field(
+        None, description="Default: console on a terminal, json otherwise."
+    )
 
     database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
     auto_migrate: bool | None = Field(
@@ -85,6 +96,7 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("sqlite:", "postgres://", "postgresql")):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        _check_port(value)
         if value.startswith("postgres://"):
             value = "postgresql+psycopg://" + value[len("postgres://") :]
         elif value.startswith("postgresql://"):
@@ -98,6 +110,7 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        _check_port(value)
         return value
 
     @field_validator("public_url", "archive_public_base_url", "s3_endpoint_url")
@@ -107,6 +120,7 @@ class Settings(BaseSettings):
             return None
         if not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("must be an http:// or https:// URL")
+        _check_port(value)
         return value.rstrip("/")
 
     @field_validator("cloudflare_account_id")
@@ -136,6 +150,14 @@ class Settings(BaseSettings):
     @property
     def database_is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The catalog's SQLite file, or None for PostgreSQL / in-memory SQLite."""
+        url = self.resolved_database_url
+        if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
+            return None
+        return Path(url[len("sqlite:///") :])
 
     @property
     def resolved_queue_backend(self) -> str:
@@ -191,6 +213,15 @@ class Settings(BaseSettings):
             problems.append(
                 "HYBRIDVIDEO_S3_ENDPOINT_URL: required for the S3 archive "
                 "(or set CLOUDFLARE_ACCOUNT_ID to use R2)"
+            )
+        if (
+            not self.database_is_sqlite
+            and self.resolved_archive_backend == "local"
+            and self.secret_key is None
+        ):
+            problems.append(
+                "HYBRIDVIDEO_SECRET_KEY: required when several nodes share a PostgreSQL "
+                "catalog and a local archive (every node must sign URLs the same way)"
             )
         if not self.database_is_sqlite and self.admin_token is None:
             problems.append(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,8 @@ class Container:
     archive: ArchiveStore
     queue: TaskQueue
     videos: VideoService
-    admin_token: str
+    #: None outside ``serve`` when no token exists yet; the HTTP app refuses to start then.
+    admin_token: str | None
     #: True when this start generated the admin token (the CLI prints it once).
     admin_token_generated: bool = False
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
@@ -41,29 +43,59 @@ class Container:
             closer()
 
 
-def secret_from(settings: Settings) -> str:
+def ensure_data_dir(settings: Settings) -> Path:
+    """The data dir, created private (0700): it holds the catalog, the queue and secrets."""
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return settings.data_dir
+
+
+def secret_from(settings: Settings, *, create: bool = True) -> str | None:
+    """The URL-signing key: the setting, else the data dir's (created if ``create``)."""
     if settings.secret_key is not None:
         return settings.secret_key.get_secret_value()
-    return read_or_create_secret(settings.data_dir / "secret-key")[0]
+    path = settings.data_dir / "secret-key"
+    if not create:
+        return read_secret(path)
+    ensure_data_dir(settings)
+    return read_or_create_secret(path)[0]
+
+
+def read_secret(path: Path) -> str | None:
+    try:
+        value = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return value if len(value) >= 16 else None
 
 
 def read_or_create_secret(path: Path) -> tuple[str, bool]:
-    """A secret kept in the data dir (mode 0600), created on first use."""
-    if path.exists():
-        value = path.read_text().strip()
-        if len(value) >= 16:
-            return value, False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(32)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
-    os.replace(tmp, path)
-    return value, True
+    """A secret kept in the data dir (mode 0600), created on first use.
+
+    Creation is ``O_EXCL``: when several processes start at once exactly one writes the
+    secret and the others read that same value (waiting briefly for it to be written).
+    """
+    for _ in range(100):
+        existing = read_secret(path)
+        if existing is not None:
+            return existing, False
+        value = secrets.token_urlsafe(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            time.sleep(0.02)  # another process is writing it right now
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        return value, True
+    raise ConfigurationError(f"{path} exists but holds no usable secret; delete it to renew")
 
 
-def build_archive(settings: Settings, secret: bytes) -> ArchiveStore:
+def build_archive(settings: Settings, secret: bytes, *, create: bool = True) -> ArchiveStore:
+    """The configured store. A local folder is created only when it is the default one
+    inside the data dir: an explicit ``HYBRIDVIDEO_ARCHIVE_DIR`` that is missing is most
+    likely an unmounted volume, and writing masters beside it would hide them later."""
     if settings.resolved_archive_backend == "s3":
         from hybridvideo.archive.s3 import S3Archive
 
@@ -81,7 +113,9 @@ def build_archive(settings: Settings, secret: bytes) -> ArchiveStore:
     from hybridvideo.archive.local import LocalArchive
 
     root = settings.resolved_archive_dir
-    root.mkdir(parents=True, exist_ok=True)
+    if create and settings.archive_dir is None:
+        ensure_data_dir(settings)
+        root.mkdir(mode=0o700, exist_ok=True)
     return LocalArchive(root, base_url=settings.resolved_public_url, secret=secret)
 
 
@@ -96,7 +130,7 @@ def build_queue(settings: Settings) -> TaskQueue:
         return huey_queue.postgres_queue(settings.resolved_database_url)
     if backend == "memory":
         return huey_queue.memory_queue("hybridvideo")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_data_dir(settings)
     return huey_queue.sqlite_queue(settings.data_dir / "queue.db")
 
 
@@ -109,8 +143,8 @@ def build_catalog(
     from hybridvideo.catalog.sql.repository import SqlCatalog
 
     url = settings.resolved_database_url
-    if settings.database_is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.database_is_sqlite and settings.database_url is None:
+        ensure_data_dir(settings)
     if migrate:
         sql_migrate.upgrade(url)
     engine = create_catalog_engine(url)
@@ -121,23 +155,34 @@ def migrate_catalog(settings: Settings) -> str | None:
     """Upgrade the catalog schema to the newest revision and return that revision."""
     from hybridvideo.catalog.sql import migrate as sql_migrate
 
-    if settings.database_is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.database_is_sqlite and settings.database_url is None:
+        ensure_data_dir(settings)
     sql_migrate.upgrade(settings.resolved_database_url)
     return sql_migrate.current_revision(settings.resolved_database_url)
 
 
-def build_container(settings: Settings, *, migrate: bool | None = None) -> Container:
-    """Build every part; ``migrate`` overrides ``settings.runs_auto_migrate``."""
+def build_container(
+    settings: Settings, *, migrate: bool | None = None, serving: bool = False
+) -> Container:
+    """Build every part; ``migrate`` overrides ``settings.runs_auto_migrate``.
+
+    ``serving`` is for the HTTP server: only it needs the admin token, so only it creates
+    one (and the CLI prints it once); other commands leave the data dir's token alone.
+    """
     from hybridvideo.jobs import register_jobs
     from hybridvideo.media.probe import probe
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_data_dir(settings)
+    admin_token: str | None
+    generated = False
     if settings.admin_token is not None:
-        admin_token, generated = settings.admin_token.get_secret_value(), False
-    else:
+        admin_token = settings.admin_token.get_secret_value()
+    elif serving:
         admin_token, generated = read_or_create_secret(settings.data_dir / "admin-token")
+    else:
+        admin_token = read_secret(settings.data_dir / "admin-token")
     secret = secret_from(settings)
+    assert secret is not None
 
     catalog, close_catalog = build_catalog(
         settings, migrate=settings.runs_auto_migrate if migrate is None else migrate

@@ -17,6 +17,7 @@ import boto3
 import httpx
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -161,10 +162,14 @@ def test_round_trip_keeps_bytes_content_type_and_metadata(store):
 
 def test_large_put_goes_up_in_parts_and_reads_back_identical(store):
     data = os.urandom(11 * MiB)
-    info = store.put("masters/big.bin", io.BytesIO(data))
+    info = store.put(
+        "masters/big.bin", io.BytesIO(data), content_type="video/mp4", metadata={"a": "b"}
+    )
     assert info.size == len(data)
     if store.capabilities.multipart:
         assert info.etag.endswith("-3")  # 5 + 5 + 1 MiB
+    # The multipart path keeps the content type and metadata too (set at create time).
+    assert (info.content_type, dict(info.metadata)) == ("video/mp4", {"a": "b"})
     digest = hashlib.sha256()
     for chunk in store.open("masters/big.bin"):
         digest.update(chunk)
@@ -244,10 +249,30 @@ def test_presigned_get_serves_ranges(store, http):
     whole = http.get(url)
     assert whole.status_code == 200
     assert whole.content == data
+    assert whole.headers["content-type"] == "video/mp4"
     part = http.get(url, headers={"Range": "bytes=100-199"})
     assert part.status_code == 206
     assert part.content == data[100:200]
     assert part.headers["content-range"] == f"bytes 100-199/{len(data)}"
+    assert part.headers["content-type"] == "video/mp4"
+    if store.capabilities.serves_signed_urls:  # our own origin: never sniffed
+        assert whole.headers["x-content-type-options"] == "nosniff"
+        assert whole.headers["content-disposition"].startswith("inline;")
+
+
+def test_presigned_get_never_serves_a_page_from_our_origin(store, http):
+    page = b"<html><script>alert(document.cookie)</script></html>"
+    store.put("masters/v2/page.html", io.BytesIO(page), content_type="text/html")
+    assert store.head("masters/v2/page.html").content_type == "text/html"  # stored as given
+    got = http.get(store.presign_get("masters/v2/page.html", expires_in=300))
+    assert got.status_code == 200
+    assert got.content == page
+    if store.capabilities.serves_signed_urls:
+        assert got.headers["content-type"] == "application/octet-stream"
+        assert got.headers["content-disposition"].startswith("attachment;")
+        assert got.headers["x-content-type-options"] == "nosniff"
+    else:  # S3/R2 answer from their own origin, under the stored type
+        assert got.headers["content-type"] == "text/html"
 
 
 @pytest.mark.parametrize("seconds", [0, -5, MAX_PRESIGN_SECONDS + 1])
@@ -347,3 +372,17 @@ def test_s3_refuses_parts_smaller_than_r2_allows():
 def test_s3_public_url_needs_a_base_url():
     s3 = S3Archive(bucket="b", endpoint_url=None, access_key_id="x", secret_access_key="y")
     assert s3.public_url("thumbnails/a.jpg") is None
+
+
+@pytest.mark.parametrize(
+    ("reported", "size"), [("123", 123), ("²", 7), ("9" * 5000, 7), ("", 7), (None, 7)]
+)
+def test_s3_range_error_survives_an_odd_reported_size(reported, size):
+    s3 = S3Archive(bucket="b", endpoint_url=None, access_key_id="x", secret_access_key="y")
+    error = {"Code": "InvalidRange"}
+    if reported is not None:
+        error["ActualObjectSize"] = reported
+    exc = ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 416}}, "GetObject")
+    with pytest.raises(RangeNotSatisfiable) as caught, s3._errors("k", size=7):
+        raise exc
+    assert caught.value.size == size

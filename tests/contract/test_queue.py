@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from huey import BlackHoleHuey
+from huey.constants import EmptyData
 
 from hybridvideo.errors import BackendUnavailable, ConfigurationError, InvalidInput
 from hybridvideo.queue.base import JobSpec, Periodic, TaskQueue
@@ -24,6 +26,8 @@ from hybridvideo.queue.huey_queue import (
     HueyQueue,
     Timing,
     WorkerHandle,
+    _acquire,
+    _delete_if,
     libpq_dsn,
     memory_queue,
     postgres_queue,
@@ -297,6 +301,100 @@ def test_a_lock_older_than_its_ttl_is_broken(
     assert ran == [1]
     queue.release_lock("ttl:k")
     assert wait_until(lambda: ran == [1, 2])
+
+
+def test_a_job_that_lost_its_lock_leaves_the_new_owners_lock(
+    queue: HueyQueue, start: Callable[[int], WorkerHandle]
+) -> None:
+    gate = threading.Event()
+    ran: list[int] = []
+    finished: list[int] = []
+
+    def hold(n: int, key: str) -> None:
+        ran.append(n)
+        if n == 1:
+            gate.wait(10)
+        finished.append(n)
+
+    queue.register(JobSpec("overrun", retries=0, lock_key=by_key), hold)
+    start(2)
+    queue.enqueue("overrun", {"n": 1, "key": "k"})
+    assert wait_until(lambda: ran == [1])
+    # Job 1 outlived its lock_ttl: another worker broke its lock and took the key.
+    lock = f"{queue.huey.name}.lock.overrun:k"
+    theirs = f"{time.time()!r} {uuid.uuid4().hex}"
+    queue.huey.put(lock, theirs)
+    gate.set()
+    assert wait_until(lambda: finished == [1])
+    time.sleep(0.1)  # the release runs just after the handler returns
+    assert queue.huey.get(lock, peek=True) == theirs  # job 1 did not free the new owner's lock
+    # ...so the key is still taken: a job with it waits until the new owner releases.
+    queue.enqueue("overrun", {"n": 2, "key": "k"})
+    time.sleep(0.4)
+    assert ran == [1]
+    assert _delete_if(queue.huey, lock, queue.huey.get_raw(lock, peek=True))
+    assert wait_until(lambda: finished == [1, 2])
+    assert wait_until(lambda: queue.lock_holders() == [])
+
+
+def test_only_one_of_concurrent_breakers_takes_a_stale_lock(
+    queue: HueyQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock = f"{queue.huey.name}.lock.race:k"
+    breakers = 4
+    storage = queue.huey.storage
+    peek = storage.peek_data
+
+    def slow_peek(key: str) -> Any:
+        # A slow read lets every breaker see the stale value before any of them acts on it.
+        value = peek(key)
+        time.sleep(0.01)
+        return value
+
+    monkeypatch.setattr(storage, "peek_data", slow_peek)
+
+    def breaker(barrier: threading.Barrier, won: list[bytes | None]) -> None:
+        barrier.wait(5)
+        won.append(_acquire(queue.huey, lock, 10.0))
+
+    for _ in range(20):
+        queue.huey.put(lock, f"{time.time() - 60!r} {uuid.uuid4().hex}")  # a dead holder's
+        barrier = threading.Barrier(breakers)
+        won: list[bytes | None] = []
+        threads = [threading.Thread(target=breaker, args=(barrier, won)) for _ in range(breakers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        winners = [value for value in won if value is not None]
+        assert len(won) == breakers and len(winners) == 1
+        assert queue.huey.get_raw(lock, peek=True) == winners[0]
+        assert _delete_if(queue.huey, lock, winners[0])
+
+
+def test_compare_and_delete_only_deletes_the_expected_value(queue: HueyQueue) -> None:
+    huey = queue.huey
+    lock = f"{huey.name}.lock.cad:k"
+    mine = _acquire(huey, lock, 10.0)
+    assert mine is not None
+    assert _acquire(huey, lock, 10.0) is None  # held, and fresh
+    for wrong in (
+        huey.serializer.serialize(f"{time.time()!r} {uuid.uuid4().hex}"),
+        mine[:-1],
+        mine + b"x",
+        b"",
+    ):
+        assert not _delete_if(huey, lock, wrong)
+        assert huey.get_raw(lock, peek=True) == mine
+    assert not _delete_if(huey, f"{lock}-other", mine)  # same value, other key
+    assert _delete_if(huey, lock, mine)
+    assert huey.get_raw(lock, peek=True) is EmptyData
+    assert not _delete_if(huey, lock, mine)  # already gone
+
+
+def test_a_storage_without_compare_and_delete_is_refused() -> None:
+    with pytest.raises(ConfigurationError):
+        HueyQueue(BlackHoleHuey("t"), backend="memory")
 
 
 def test_each_minute_of_periodic_jobs_is_enqueued_once(

@@ -10,25 +10,6 @@ from hybridvideo.api.app import create_app
 from hybridvideo.config import load_settings
 from hybridvideo.container import Container, build_container
 
-ENV_TO_CLEAR = (
-    "DATABASE_URL",
-    "REDIS_URL",
-    "HYBRIDVIDEO_DATA_DIR",
-    "HYBRIDVIDEO_ADMIN_TOKEN",
-    "HYBRIDVIDEO_QUEUE_BACKEND",
-    "HYBRIDVIDEO_ARCHIVE_BACKEND",
-    "HYBRIDVIDEO_S3_BUCKET",
-    "CLOUDFLARE_ACCOUNT_ID",
-    "CLOUDFLARE_STREAM_TOKEN",
-    "HYBRIDVIDEO_PORT",
-)
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ENV_TO_CLEAR:
-        monkeypatch.delenv(name, raising=False)
-
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
@@ -37,7 +18,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def container(data_dir: Path) -> Iterator[Container]:
-    c = build_container(load_settings(data_dir=data_dir))
+    c = build_container(load_settings(data_dir=data_dir), serving=True)
     yield c
     c.close()
 

@@ -127,3 +127,33 @@ def test_testclip_writes_a_video_that_can_be_added(data_dir: Path, tmp_path: Pat
     assert shown["spec"]["duration"] == pytest.approx(2.0, abs=0.1)
     bad = runner.invoke(app, ["testclip", str(clip), "--size", "huge"])
     assert bad.exit_code == 1 and "size must look like" in bad.stderr
+
+
+def test_doctor_only_looks(tmp_path: Path) -> None:
+    fresh = tmp_path / "never-created"
+    code, out, _ = hv(fresh, "doctor")
+    assert code == 1 and "db upgrade" in out
+    assert not fresh.exists()
+
+
+def test_commands_other_than_serve_make_no_admin_token(data_dir: Path) -> None:
+    assert hv(data_dir, "videos", "list")[0] == 0
+    assert not (data_dir / "admin-token").exists()
+    assert (data_dir.stat().st_mode & 0o777) == 0o700
+
+
+def test_an_explicit_archive_dir_that_is_missing_is_not_created(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_video: Path
+) -> None:
+    unmounted = tmp_path / "nas" / "archive"
+    monkeypatch.setenv("HYBRIDVIDEO_ARCHIVE_DIR", str(unmounted))
+    code, out, _ = hv(data_dir, "doctor")
+    assert code == 1 and "archive" in out
+    code, _, err = hv(data_dir, "videos", "add", str(sample_video))
+    assert code == 1
+    assert not unmounted.exists()
+
+
+def test_huge_offsets_are_refused(data_dir: Path) -> None:
+    code, _, err = hv(data_dir, "videos", "list", "--offset", "99999999999999999999")
+    assert code != 0 and "Traceback" not in err

@@ -7,28 +7,6 @@ import pytest
 from hybridvideo.config import Settings, env_name, load_settings
 from hybridvideo.errors import ConfigurationError
 
-OUR_VARS = [
-    "HYBRIDVIDEO_DATA_DIR",
-    "HYBRIDVIDEO_PORT",
-    "HYBRIDVIDEO_ADMIN_TOKEN",
-    "DATABASE_URL",
-    "REDIS_URL",
-    "HYBRIDVIDEO_QUEUE_BACKEND",
-    "HYBRIDVIDEO_ARCHIVE_BACKEND",
-    "HYBRIDVIDEO_S3_BUCKET",
-    "HYBRIDVIDEO_S3_ENDPOINT_URL",
-    "CLOUDFLARE_ACCOUNT_ID",
-    "CLOUDFLARE_STREAM_TOKEN",
-    "HYBRIDVIDEO_PUBLIC_URL",
-    "HYBRIDVIDEO_S3_PART_SIZE",
-]
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in OUR_VARS:
-        monkeypatch.delenv(name, raising=False)
-
 
 def test_embedded_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HYBRIDVIDEO_DATA_DIR", str(tmp_path))
@@ -60,6 +38,7 @@ def test_team_names_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_postgres_urls_are_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db:5432/hv")
     monkeypatch.setenv("HYBRIDVIDEO_ADMIN_TOKEN", "x" * 20)
+    monkeypatch.setenv("HYBRIDVIDEO_SECRET_KEY", "y" * 20)
     s = load_settings()
     assert s.resolved_database_url == "postgresql+psycopg://u:p@db:5432/hv"
     assert not s.runs_auto_migrate
@@ -77,6 +56,9 @@ def test_postgres_urls_are_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
         ("HYBRIDVIDEO_QUEUE_BACKEND", "kafka", "HYBRIDVIDEO_QUEUE_BACKEND"),
         ("HYBRIDVIDEO_S3_PART_SIZE", "1024", "HYBRIDVIDEO_S3_PART_SIZE"),
         ("HYBRIDVIDEO_PUBLIC_URL", "ftp://x", "HYBRIDVIDEO_PUBLIC_URL"),
+        ("DATABASE_URL", "postgresql://h:port/db", "DATABASE_URL: Value error, has an invalid"),
+        ("REDIS_URL", "redis://h:99999/0", "REDIS_URL: Value error, has an invalid port"),
+        ("HYBRIDVIDEO_LOG_FORMAT", "xml", "HYBRIDVIDEO_LOG_FORMAT"),
     ],
 )
 def test_invalid_values_name_the_variable(
@@ -95,6 +77,7 @@ def test_invalid_values_name_the_variable(
         ({"HYBRIDVIDEO_ARCHIVE_BACKEND": "s3"}, "HYBRIDVIDEO_S3_BUCKET: required"),
         ({"HYBRIDVIDEO_S3_BUCKET": "b"}, "HYBRIDVIDEO_S3_ENDPOINT_URL: required"),
         ({"DATABASE_URL": "postgresql://h/db"}, "HYBRIDVIDEO_ADMIN_TOKEN: required"),
+        ({"DATABASE_URL": "postgresql://h/db"}, "HYBRIDVIDEO_SECRET_KEY: required"),
     ],
 )
 def test_inconsistent_settings_are_refused(

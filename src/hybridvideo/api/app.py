@@ -15,8 +15,11 @@ from hybridvideo import __version__
 from hybridvideo.api import errors
 from hybridvideo.api.routers import health, videos
 from hybridvideo.container import Container
+from hybridvideo.errors import ConfigurationError
 
 log = logging.getLogger("hybridvideo.http")
+#: How long shutdown waits for the embedded worker's running jobs.
+WORKER_STOP_SECONDS = 20.0
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -27,19 +30,29 @@ def _operation_id(route: APIRoute) -> str:
 
 def create_app(container: Container, *, run_worker: bool | None = None) -> FastAPI:
     """The app over an already-built container; ``run_worker`` starts the in-process worker."""
+    if container.admin_token is None:
+        raise ConfigurationError(
+            "the HTTP app needs an admin token: set HYBRIDVIDEO_ADMIN_TOKEN or build the "
+            "container with serving=True"
+        )
     embedded = container.settings.runs_embedded_worker if run_worker is None else run_worker
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         handle = None
         if embedded:
             handle = container.queue.start_background(container.settings.worker_concurrency)
+            app.state.worker = handle
             log.info("embedded worker started", extra={"queue": container.queue.backend})
         try:
             yield
         finally:
-            if handle is not None:
-                handle.stop(timeout=10)
+            if handle is not None and not handle.stop(timeout=WORKER_STOP_SECONDS):
+                log.error(
+                    "embedded worker still busy after %s s; exiting anyway, its running "
+                    "jobs are lost and their locks expire after their lock_ttl",
+                    WORKER_STOP_SECONDS,
+                )
 
     app = FastAPI(
         title="hybridvideo",
@@ -48,6 +61,7 @@ def create_app(container: Container, *, run_worker: bool | None = None) -> FastA
         generate_unique_id_function=_operation_id,
     )
     app.state.container = container
+    app.state.worker = None
     errors.install(app)
     app.include_router(health.router)
     app.include_router(videos.router)
@@ -64,7 +78,10 @@ def create_app(container: Container, *, run_worker: bool | None = None) -> FastA
         request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else ""
         request.state.request_id = request_id or uuid.uuid4().hex
         started = time.perf_counter()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # not a domain error: a bug; answer in our shape, log it
+            response = await errors.unexpected(request, exc)
         response.headers["X-Request-ID"] = request.state.request_id
         log.info(
             "request",

@@ -25,7 +25,8 @@ def require_admin(request: Request, container: ContainerDep) -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <admin token>'")
-    if not hmac.compare_digest(token.strip().encode(), container.admin_token.encode()):
+    expected = container.admin_token
+    if expected is None or not hmac.compare_digest(token.strip().encode(), expected.encode()):
         raise Unauthorized("invalid admin token")
 
 

@@ -52,6 +52,8 @@ CHUNK = 1024 * 1024
 RESERVED = frozenset({".tmp", ".meta"})
 #: Below this an HMAC secret could be guessed offline from one signed URL.
 MIN_SECRET_BYTES = 16
+#: The longest ``expires`` a signed URL may carry (a Unix time; ours have 10 digits).
+MAX_EXPIRES_DIGITS = 20
 
 
 class LocalArchive:
@@ -210,8 +212,11 @@ class LocalArchive:
 
     def verify_signed(self, key: str, *, expires: str, signature: str) -> None:
         self._check_key(key)
-        # Only plain digits: int() would also take "+12" or "1_2", aliases of one signature.
-        if not (expires.isascii() and expires.isdigit()):
+        # Only the canonical spelling presign_get writes: int() would also take "+12", "1_2"
+        # or "012", aliases of one signature. The length bound keeps int() away from
+        # client-sized numbers (Python refuses over 4,300 digits); no expiry we sign has
+        # more than MAX_EXPIRES_DIGITS, so a longer one can never carry a valid signature.
+        if not _canonical_number(expires):
             raise Unauthorized("invalid signature")
         when = int(expires)
         expected = self._sign(key, when).encode()
@@ -332,6 +337,16 @@ class _Sidecar:
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
     size: int | None = None
     sha256: str | None = None
+
+
+def _canonical_number(text: str) -> bool:
+    """ASCII digits without a leading zero, short enough to hand to ``int()`` safely."""
+    return (
+        0 < len(text) <= MAX_EXPIRES_DIGITS
+        and text.isascii()
+        and text.isdigit()
+        and (text == "0" or not text.startswith("0"))
+    )
 
 
 @contextlib.contextmanager

@@ -300,8 +300,8 @@ class S3Archive:
         if key is not None and (code in _NOT_FOUND_CODES or status == 404):
             raise NotFound(f"archive object {key!r} does not exist") from exc
         if code == "InvalidRange" or status == 416:
-            actual = error.get("ActualObjectSize")
-            known = int(actual) if isinstance(actual, str) and actual.isdigit() else size or 0
+            reported = _size(error.get("ActualObjectSize"))
+            known = reported if reported is not None else size or 0
             raise RangeNotSatisfiable(
                 f"byte range starts beyond the object ({known} bytes)", size=known
             ) from exc
@@ -322,6 +322,17 @@ def _read_part(data: BinaryIO, size: int) -> bytes:
             break
         buf += chunk
     return bytes(buf)
+
+
+def _size(value: object) -> int | None:
+    """A byte count the server reported, or None unless it is plain ASCII digits of sane length.
+
+    ``str.isdigit`` alone also takes "²" (which ``int`` refuses) and any length (``int``
+    refuses over 4,300 digits): either would turn a 416 into an unexpected 500.
+    """
+    if isinstance(value, str) and 0 < len(value) <= 20 and value.isascii() and value.isdigit():
+        return int(value)
+    return None
 
 
 def _utc(when: datetime | None) -> datetime | None:

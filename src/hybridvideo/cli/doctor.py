@@ -1,7 +1,8 @@
 """``hybridvideo doctor``: what is configured, what answers, and what to fix.
 
 Each part is built and pinged on its own, so one broken part does not hide the others, and
-nothing is created or migrated: the doctor only looks.
+nothing is created or migrated: the doctor only looks (the local archive's write check
+writes and removes one probe file).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from rich.table import Table
 
 from hybridvideo.config import Settings, load_settings
 from hybridvideo.container import build_archive, build_catalog, build_queue, secret_from
-from hybridvideo.errors import HybridVideoError
+from hybridvideo.errors import ConfigurationError, HybridVideoError
 
 Check = tuple[str, bool, str]
 
@@ -30,6 +31,11 @@ def _try(name: str, func: Callable[[], str]) -> Check:
 
 
 def _catalog(settings: Settings) -> str:
+    path = settings.sqlite_path
+    if path is not None and not path.exists():
+        raise ConfigurationError(
+            f"no catalog at {path} yet: run `hybridvideo db upgrade` (serve does it on start)"
+        )
     catalog, close = build_catalog(settings)
     try:
         catalog.ping()
@@ -40,7 +46,13 @@ def _catalog(settings: Settings) -> str:
 
 
 def _archive(settings: Settings) -> str:
-    archive = build_archive(settings, secret_from(settings).encode())
+    root = settings.resolved_archive_dir
+    if settings.resolved_archive_backend == "local" and settings.archive_dir is None:
+        if not root.exists():
+            return f"local folder {root.resolve()}, created on first start"
+    # The doctor signs nothing: a stand-in key avoids creating the data dir's secret.
+    secret = secret_from(settings, create=False) or "doctor-does-not-sign-urls"
+    archive = build_archive(settings, secret.encode(), create=False)
     archive.ping()
     if settings.resolved_archive_backend == "s3":
         return f"S3 bucket {settings.s3_bucket} at {settings.resolved_s3_endpoint_url}"
@@ -48,6 +60,11 @@ def _archive(settings: Settings) -> str:
 
 
 def _queue(settings: Settings) -> str:
+    if (
+        settings.resolved_queue_backend == "sqlite"
+        and not (settings.data_dir / "queue.db").exists()
+    ):
+        return "sqlite backend, created on first start"
     queue = build_queue(settings)
     queue.ping()
     return f"{queue.backend} backend"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import signal
 import sys
 import threading
@@ -60,9 +61,12 @@ def _settings(data_dir: Path | None = None, **extra: Any) -> Settings:
     return load_settings(data_dir=data_dir, **extra)
 
 
-def _container(settings: Settings, *, migrate: bool | None = None) -> Container:
-    configure_logging(settings.log_level, "console" if sys.stderr.isatty() else settings.log_format)
-    return build_container(settings, migrate=migrate)
+def _container(
+    settings: Settings, *, migrate: bool | None = None, serving: bool = False
+) -> Container:
+    fmt = settings.log_format or ("console" if sys.stderr.isatty() else "json")
+    configure_logging(settings.log_level, fmt)
+    return build_container(settings, migrate=migrate, serving=serving)
 
 
 @app.command()
@@ -78,7 +82,7 @@ def serve(
     from hybridvideo.api.app import create_app
 
     settings = _settings(data_dir, host=host, port=port)
-    container = _container(settings)
+    container = _container(settings, serving=True)
     if container.admin_token_generated:
         err.print(
             "Generated an admin token (stored in "
@@ -111,8 +115,16 @@ def worker(
     settings = _settings(data_dir, worker_concurrency=concurrency)
     container = _container(settings)
     stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set():  # a second Ctrl-C / SIGTERM: the operator means it
+            err.print("worker: forced stop; running jobs are abandoned")
+            os._exit(128 + signum)
+        err.print("worker: stopping after the running jobs (signal again to force)")
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     err.print(f"worker: {container.queue.backend} queue, {settings.worker_concurrency} threads")
     try:
         container.queue.run_worker(workers=settings.worker_concurrency, stop=stop)

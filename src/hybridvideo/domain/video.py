@@ -147,10 +147,39 @@ def validate_collection(collection: str) -> str:
     return collection
 
 
+#: Bidirectional overrides and isolates can make a title or id display as something else.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+MAX_OWNER_ID_LENGTH = 128
+#: Pages deeper than this are a scan, not a listing; the bound keeps SQL integers in range.
+MAX_OFFSET = 10_000_000
+
+
+def _has_controls(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 or c in _BIDI_CONTROLS for c in text)
+
+
 def validate_title(title: str) -> str:
     cleaned = title.strip()
     if not cleaned or len(cleaned) > MAX_TITLE_LENGTH:
         raise InvalidInput(f"title must be 1-{MAX_TITLE_LENGTH} characters")
-    if any(ord(c) < 32 for c in cleaned):
-        raise InvalidInput("title must not contain control characters")
+    if _has_controls(cleaned):
+        raise InvalidInput("title must not contain control or bidi-override characters")
     return cleaned
+
+
+def validate_owner_id(owner_id: str | None) -> str | None:
+    """The app's own user id: opaque, but printable and bounded."""
+    if owner_id is None:
+        return None
+    if not owner_id or len(owner_id) > MAX_OWNER_ID_LENGTH:
+        raise InvalidInput(f"owner id must be 1-{MAX_OWNER_ID_LENGTH} characters")
+    if _has_controls(owner_id) or owner_id != owner_id.strip():
+        raise InvalidInput("owner id must not contain control characters or outer spaces")
+    return owner_id
+
+
+def validate_page(limit: int, offset: int, *, max_limit: int = 200) -> None:
+    if not 1 <= limit <= max_limit:
+        raise InvalidInput(f"limit must be between 1 and {max_limit}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise InvalidInput(f"offset must be between 0 and {MAX_OFFSET}")

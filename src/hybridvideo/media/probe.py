@@ -19,6 +19,7 @@ from hybridvideo.errors import InvalidInput, NotAVideo
 _CHUNK = 1024 * 1024
 #: Demuxers that read single images; a poster is not a master.
 _STILL_FORMATS = frozenset({"image2", "gif"})
+_STILL = av.stream.Disposition
 
 
 def sha256_of(path: Path) -> tuple[int, str]:
@@ -32,11 +33,17 @@ def sha256_of(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def _friendly_format(names: str, suffix: str) -> str:
-    """FFmpeg names demuxers by family (``mov,mp4,m4a,...``); prefer the file's own suffix."""
+def _friendly_format(names: str, suffix: str, major_brand: str | None) -> str:
+    """FFmpeg names demuxers by family (``mov,mp4,m4a,...``): pick the member by the file's
+    suffix when it is one of them, else by the ISO brand (``qt`` is QuickTime, the rest
+    MP4), else the family's first name."""
     options = names.split(",")
     ext = suffix.lower().lstrip(".")
-    return ext if ext in options else options[0]
+    if ext in options:
+        return ext
+    if "mp4" in options and major_brand:
+        return "mov" if major_brand.strip() == "qt" else "mp4"
+    return options[0]
 
 
 def probe(path: Path) -> MediaInfo:
@@ -50,14 +57,21 @@ def probe(path: Path) -> MediaInfo:
             fmt = container.format.name
             if fmt in _STILL_FORMATS or fmt.endswith("_pipe"):
                 raise NotAVideo(f"{path.name}: a still image ({fmt}), not a video")
-            if not container.streams.video:
+            # Cover art in audio files is a one-picture "video" stream: not a video.
+            moving = [
+                v
+                for v in container.streams.video
+                if not v.disposition & (_STILL.attached_pic | _STILL.still_image)
+            ]
+            if not moving:
                 raise NotAVideo(f"{path.name}: no video stream")
-            stream = container.streams.video[0]
+            stream = moving[0]
             if next(container.decode(stream), None) is None:
                 raise NotAVideo(f"{path.name}: the video stream has no decodable frame")
             duration = container.duration / av.time_base if container.duration else None
             if duration is None and stream.duration and stream.time_base:
                 duration = float(stream.duration * stream.time_base)
+            brand = container.metadata.get("major_brand")
             width = stream.codec_context.width or None
             height = stream.codec_context.height or None
     except NotAVideo:
@@ -69,7 +83,7 @@ def probe(path: Path) -> MediaInfo:
     return MediaInfo(
         size=size,
         sha256=sha,
-        format=_friendly_format(fmt, path.suffix),
+        format=_friendly_format(fmt, path.suffix, brand),
         duration=round(duration, 3) if duration else None,
         width=width,
         height=height,

@@ -49,6 +49,10 @@ class JobSpec:
 
 
 class WorkerHandle(Protocol):
+    @property
+    def running(self) -> bool:
+        """True while the worker thread is alive."""
+
     def stop(self, timeout: float | None = None) -> bool:
         """Ask the worker to finish its running jobs; True if it stopped within ``timeout``."""
 

@@ -19,6 +19,13 @@ Limits to design jobs around:
   job from the queue before running it and has no acknowledgement: a job in flight when its
   worker process is killed (not stopped) is not delivered again. A lock it held is broken
   once older than the job's ``lock_ttl`` (or by hand, :meth:`HueyQueue.release_lock`).
+* So a job that runs longer than its ``lock_ttl`` is taken for dead, and another job with
+  the same key may start alongside it: set ``lock_ttl`` well above the longest run. Each
+  lock value names its owner, so the overrun job's release leaves the new owner's lock in
+  place (:func:`_delete_if`), and only one of several workers breaking one stale lock
+  takes it.
+* Locks need an atomic compare-and-delete written per storage: huey's memory, SQLite,
+  Redis and PostgreSQL storages are supported; any other is refused at construction.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import math
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,8 +47,10 @@ from typing import Any
 from huey import MemoryHuey, PostgresHuey, RedisHuey, SqliteHuey, crontab
 from huey import signals as huey_signals
 from huey.api import Huey, TaskWrapper
+from huey.constants import EmptyData
 from huey.consumer import Consumer
 from huey.exceptions import RetryTask
+from huey.storage import MemoryStorage, PostgresStorage, RedisStorage, SqliteStorage
 from huey.utils import normalize_time
 
 from hybridvideo.errors import BackendUnavailable, ConfigurationError, InvalidInput
@@ -143,7 +153,9 @@ class HueyQueue:
     Build it with :func:`memory_queue`, :func:`sqlite_queue`, :func:`redis_queue` or
     :func:`postgres_queue`. The SQL storages create their tables on first use rather than in
     the constructor, so a server can start while its queue is down and report it through
-    :meth:`ping` instead of failing to boot.
+    :meth:`ping` instead of failing to boot. A huey storage other than those four is
+    refused with :class:`~hybridvideo.errors.ConfigurationError`: locks need an atomic
+    compare-and-delete, written here for each of them.
     """
 
     def __init__(
@@ -156,6 +168,12 @@ class HueyQueue:
         prepare: Callable[[], None] | None = None,
         probe: Callable[[], object] | None = None,
     ) -> None:
+        if type(huey.storage) not in _DELETE_IF:
+            raise ConfigurationError(
+                f"huey storage {type(huey.storage).__name__} is not supported: job locks "
+                "need a compare-and-delete, written for "
+                + ", ".join(sorted(t.__name__ for t in _DELETE_IF))
+            )
         self._huey = huey
         self._backend = backend
         self._timing = timing or Timing()
@@ -204,10 +222,14 @@ class HueyQueue:
         """The function huey runs: the handler, inside the job's per-key lock if it has one.
 
         The lock is huey's storage key ``<queue>.lock.<job>:<key>`` (the key ``lock_task``
-        uses), taken with ``put_if_empty`` and released in ``finally``, so a handler that
-        raises still frees it. ``lock_task`` itself is not used because it records every
-        lock name in a set on the huey instance that is never pruned, which grows without
-        bound with one name per video. A job that finds its key taken raises ``RetryTask``:
+        uses), taken with ``put_if_empty`` (:func:`_acquire`) and released in ``finally``,
+        so a handler that raises still frees it. The release deletes the key only if it
+        still holds this run's value (:func:`_delete_if`): a run that outlived its
+        ``lock_ttl`` may have had its lock broken and taken by another, which it must not
+        free. ``lock_task`` itself is not used because it records every lock name in a set
+        on the huey instance that is never pruned, which grows without bound with one name
+        per video, and because it releases unconditionally. A job that finds its key taken
+        raises ``RetryTask``:
         huey adds one to its retries before spending one, so its failure budget and retry
         delay are untouched, and it goes back on the schedule rather than being dropped.
         """
@@ -224,13 +246,20 @@ class HueyQueue:
 
         def run_locked(**payload: Any) -> Any:
             name = f"{huey.name}.lock.{spec.name}:{lock_key(payload)}"
-            if not _acquire(huey, name, spec.lock_ttl):
+            mine = _acquire(huey, name, spec.lock_ttl)
+            if mine is None:
                 log.debug("job %s deferred: its lock key is taken", spec.name)
                 raise RetryTask(delay=lock_retry)
             try:
                 return handler(**payload)
             finally:
-                huey.delete(name)
+                if not _delete_if(huey, name, mine):
+                    log.warning(
+                        "job %s finished after losing its lock (ran longer than lock_ttl "
+                        "%.0f s, or released by hand); the current holder's lock is kept",
+                        spec.name,
+                        spec.lock_ttl,
+                    )
 
         return run_locked
 
@@ -383,24 +412,104 @@ class HueyQueue:
         )
 
 
-def _acquire(huey: Huey, name: str, ttl: float) -> bool:
-    """Take lock ``name``; break it first if its holder took it more than ``ttl`` s ago.
+def _acquire(huey: Huey, name: str, ttl: float) -> bytes | None:
+    """Take lock ``name``, breaking it first if its holder took it more than ``ttl`` s ago.
 
-    The value is the time the lock was taken. A worker killed mid-job never releases its
-    locks, and huey's SQL and memory storages have no key expiry, so age is checked here.
+    Returns the value stored, as the storage holds it (the holder's proof of ownership, to
+    pass to :func:`_delete_if` on release), or None if the lock is held. The value is
+    ``"<unix time taken> <random owner token>"``; a bare time (the format before owner
+    tokens) is read too. A worker killed mid-job never releases its locks, and huey's SQL
+    and memory storages have no key expiry, so age is checked here. A stale lock is broken
+    by deleting exactly the value seen, so of several workers breaking it at once only one
+    deletes it, and only one then takes the lock (``put_if_empty``).
     """
     now = time.time()
-    if huey.put_if_empty(name, repr(now)):
-        return True
+    mine: bytes = huey.serializer.serialize(f"{now!r} {uuid.uuid4().hex}")
+    storage = huey.storage
+    if storage.put_if_empty(name, mine):
+        return mine
+    seen = storage.peek_data(name)
+    if seen is EmptyData:  # released since our try: take it now if still free
+        return mine if storage.put_if_empty(name, mine) else None
+    taken_at = _taken_at(huey.serializer.deserialize(seen))
+    if taken_at is None or now - taken_at <= ttl:
+        return None
+    if not _delete_if(huey, name, bytes(seen)):
+        return None  # another worker broke it first (or it was released)
+    log.warning("broke lock %s held for %.0f s (holder presumed dead)", name, now - taken_at)
+    return mine if storage.put_if_empty(name, mine) else None
+
+
+def _taken_at(value: object) -> float | None:
+    """When a lock was taken, from its value; None if the value is not a lock's."""
+    if not isinstance(value, str):
+        return None
     try:
-        taken_at = float(huey.get(name, peek=True))
-    except (TypeError, ValueError):
-        return False
-    if now - taken_at <= ttl:
-        return False
-    log.warning("breaking lock %s held for %.0f s (holder presumed dead)", name, now - taken_at)
-    huey.delete(name)
-    return bool(huey.put_if_empty(name, repr(now)))
+        return float(value.split(" ", 1)[0])
+    except ValueError:
+        return None
+
+
+def _delete_if(huey: Huey, key: str, expected: bytes) -> bool:
+    """Delete ``key`` only if it holds ``expected``, atomically; True if it was deleted.
+
+    ``expected`` is the value as the storage holds it (serialized), byte for byte: the
+    bytes given to ``put_if_empty`` or read with ``peek_data``, never a re-serialization
+    (a compressing serializer need not give the same bytes twice).
+    """
+    return _DELETE_IF[type(huey.storage)](huey.storage, key, expected)
+
+
+def _delete_if_memory(storage: Any, key: str, expected: bytes) -> bool:
+    # MemoryStorage.put_if_empty checks and sets under this same lock.
+    with storage._lock:
+        if storage._results.get(key) != expected:
+            return False
+        del storage._results[key]
+        return True
+
+
+# KEYS[1]: huey's kv hash (``huey.results.<queue>``); ARGV: field, expected value.
+# Lua scripts run atomically, and string comparison in Lua is byte for byte.
+_REDIS_DELETE_IF = """\
+if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then
+    return redis.call('hdel', KEYS[1], ARGV[1])
+end
+return 0"""
+
+
+def _delete_if_redis(storage: Any, key: str, expected: bytes) -> bool:
+    deleted = storage.conn.eval(_REDIS_DELETE_IF, 1, storage.result_key, key, expected)
+    return bool(deleted)
+
+
+def _delete_if_sqlite(storage: Any, key: str, expected: bytes) -> bool:
+    with storage.db(commit=True) as curs:
+        curs.execute(
+            "delete from kv where queue = ? and key = ? and value = ?",
+            (storage.name, key, storage.to_blob(expected)),
+        )
+        return bool(curs.rowcount == 1)
+
+
+def _delete_if_postgres(storage: Any, key: str, expected: bytes) -> bool:
+    table = storage.table_kv  # "<prefix>_kv", the prefix stripped to [A-Za-z0-9_] by huey
+    with storage.db() as curs:
+        curs.execute(
+            f"delete from {table} where queue = %s and key = %s and value = %s",
+            (storage.name, key, expected),
+        )
+        return bool(curs.rowcount == 1)
+
+
+#: Compare-and-delete per huey storage class, matched exactly: subclasses may store data
+#: elsewhere (``RedisExpireStorage`` keeps values in separate keys, not in the hash).
+_DELETE_IF: dict[type, Callable[[Any, str, bytes], bool]] = {
+    MemoryStorage: _delete_if_memory,
+    SqliteStorage: _delete_if_sqlite,
+    RedisStorage: _delete_if_redis,
+    PostgresStorage: _delete_if_postgres,
+}
 
 
 def _json_payload(payload: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -2,18 +2,22 @@
 
 The order is chosen so a crash at any point loses nothing and repeats safely:
 
-1. probe (nothing stored yet; a non-video is refused here);
+1. validate every field and probe the file (nothing stored yet; a non-video is refused);
 2. put the master under a content-addressed key ``masters/<sha[:2]>/<sha><ext>``, so a retry
-   after a crash writes the same object again instead of leaving an orphan beside it;
+   after a crash writes the same object again instead of leaving an orphan beside it. The
+   bytes are hashed again *as they are stored*: if the file changed since the probe (still
+   being copied, rewritten), the reader fails at EOF, before the store commits, so no
+   object ever holds bytes that differ from its key;
 3. record the catalog row. A master that is already cataloged is reported, not duplicated.
 """
 
 from __future__ import annotations
 
-import mimetypes
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, cast
 from urllib.parse import quote
 
 from hybridvideo.archive.base import ArchiveStore
@@ -24,9 +28,26 @@ from hybridvideo.domain.video import (
     NewVideo,
     VideoState,
     validate_collection,
+    validate_owner_id,
     validate_title,
 )
 from hybridvideo.errors import Conflict
+
+#: Content types by probed container; anything else is stored as opaque bytes.
+CONTENT_TYPES = {
+    "mp4": "video/mp4",
+    "m4v": "video/mp4",
+    "mov": "video/quicktime",
+    "webm": "video/webm",
+    "mkv": "video/x-matroska",
+    "matroska": "video/x-matroska",
+    "avi": "video/x-msvideo",
+    "mpegts": "video/mp2t",
+    "ts": "video/mp2t",
+    "flv": "video/x-flv",
+    "3gp": "video/3gpp",
+    "ogg": "video/ogg",
+}
 
 Prober = Callable[[Path], MediaInfo]
 
@@ -58,17 +79,21 @@ class VideoService:
     ) -> AddResult:
         clean_title = validate_title(title if title is not None else path.stem)
         validate_collection(collection)
+        validate_owner_id(owner_id)
         media = self._probe(path)
         existing = self._catalog.find_by_sha256(media.sha256)
         if existing is not None:
             return AddResult(existing, created=False)
         key = master_key(media.sha256, path.suffix)
         if not self._archive.exists(key):
-            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            content_type = CONTENT_TYPES.get(media.format, "application/octet-stream")
             with path.open("rb") as fh:
                 self._archive.put(
                     key,
-                    fh,
+                    cast(
+                        BinaryIO,
+                        VerifyingReader(fh, size=media.size, sha256=media.sha256, name=path.name),
+                    ),
                     content_type=content_type,
                     metadata={"sha256": media.sha256, "filename": quote(path.name)},
                 )
@@ -88,3 +113,28 @@ class VideoService:
             if raced is None:
                 raise
             return AddResult(raced, created=False)
+
+
+class VerifyingReader:
+    """A read-only stream that fails at EOF unless the bytes match the probed size and hash.
+
+    Stores commit only after reading to EOF, so raising there leaves nothing behind.
+    """
+
+    def __init__(self, raw: BinaryIO, *, size: int, sha256: str, name: str) -> None:
+        self._raw = raw
+        self._size = size
+        self._sha256 = sha256
+        self._name = name
+        self._seen = 0
+        self._digest = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self._raw.read(n)
+        self._seen += len(chunk)
+        self._digest.update(chunk)
+        if self._seen > self._size or (
+            not chunk and (self._seen != self._size or self._digest.hexdigest() != self._sha256)
+        ):
+            raise Conflict(f"{self._name} changed while it was being added; try again")
+        return chunk

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import logging
 import os
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,6 +20,7 @@ from hybridvideo.errors import (
     Conflict,
     InvalidInput,
     InvalidKey,
+    Unauthorized,
 )
 from tests.contract.test_archive import SECRET, TestClient, serving_app
 
@@ -91,6 +93,8 @@ def tampered(url: str, what: str) -> str:
         signature = ("0" if signature[0] != "0" else "1") + signature[1:]
     elif what == "plus-sign":
         expires = "+" + expires  # same number, different spelling
+    elif what == "leading-zero":
+        expires = "0" + expires  # same number, different spelling
     elif what == "missing":
         return path
     elif what == "non-ascii":
@@ -98,7 +102,9 @@ def tampered(url: str, what: str) -> str:
     return f"{path}?expires={expires}&signature={signature}"
 
 
-@pytest.mark.parametrize("what", ["key", "expires", "signature", "plus-sign", "non-ascii"])
+@pytest.mark.parametrize(
+    "what", ["key", "expires", "signature", "plus-sign", "leading-zero", "non-ascii"]
+)
 def test_tampered_signed_url_is_refused(archive, client, what):
     archive.put("masters/v2.mp4", io.BytesIO(b"other"))
     url = archive.presign_get("masters/v1.mp4", expires_in=60)
@@ -112,6 +118,28 @@ def test_missing_signature_is_refused(archive, client):
     url = archive.presign_get("masters/v1.mp4", expires_in=60)
     got = client.get(tampered(url, "missing"))
     assert got.status_code == 401
+
+
+@pytest.mark.parametrize("digits", [21, 4301, 10_000])
+@pytest.mark.parametrize("route", ["signed", "public"])
+def test_over_long_expiry_is_an_invalid_signature_not_a_crash(
+    archive, client, caplog, digits, route
+):
+    # int() refuses more than 4,300 digits; a client must not turn that into a 500.
+    key = "masters/v1.mp4" if route == "signed" else "thumbnails/v1.jpg"
+    got = client.get(f"/archive/{route}/{key}?expires={'9' * digits}&signature={'0' * 64}")
+    if route == "public":  # the public route ignores signatures altogether
+        assert got.status_code == 200
+    else:
+        assert got.status_code == 401
+        assert got.json()["error"]["message"] == "invalid signature"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_over_long_expiry_is_refused_by_the_store_itself(archive):
+    for expires in ["9" * 21, "9" * 5000, "0" * 5000 + "1"]:
+        with pytest.raises(Unauthorized):
+            archive.verify_signed("masters/v1.mp4", expires=expires, signature=sign("x", 1))
 
 
 def test_expired_signed_url_is_refused(archive, client, clock):
@@ -179,6 +207,47 @@ def test_malformed_ranges_are_ignored(archive, client, header):
     assert got.content == DATA
 
 
+HUGE = "9" * 5000  # past int()'s 4,300-digit limit
+
+
+@pytest.mark.parametrize(
+    ("header", "body", "content_range"),
+    [
+        (f"bytes=0-{HUGE}", DATA, "bytes 0-9/10"),
+        (f"bytes=3-{'9' * 21}", DATA[3:], "bytes 3-9/10"),
+        (f"bytes=-{HUGE}", DATA, "bytes 0-9/10"),
+        (f"bytes={'0' * 5000}2-{'0' * 5000}4", DATA[2:5], "bytes 2-4/10"),
+    ],
+)
+def test_over_long_range_numbers_mean_what_they_say(
+    archive, client, caplog, header, body, content_range
+):
+    # Read as "past the end" without int(): the answer an exact parse would give.
+    got = client.get(
+        archive.presign_get("masters/v1.mp4", expires_in=60), headers={"Range": header}
+    )
+    assert got.status_code == 206
+    assert got.content == body
+    assert got.headers["content-range"] == content_range
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("header", [f"bytes={HUGE}-", f"bytes={HUGE}-{HUGE}", f"bytes={'1' * 21}-"])
+def test_over_long_first_byte_is_416_not_500(archive, client, caplog, header):
+    got = client.get("/archive/public/thumbnails/v1.jpg", headers={"Range": header})
+    assert got.status_code == 416
+    assert got.headers["content-range"] == "bytes */4"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_over_long_range_is_still_checked_for_order(archive, client):
+    got = client.get(
+        "/archive/public/thumbnails/v1.jpg", headers={"Range": f"bytes={HUGE}-{'9' * 20}"}
+    )
+    assert got.status_code == 200  # last < first: malformed, ignored
+    assert got.content == b"jpeg"
+
+
 @pytest.mark.parametrize("header", ["bytes=10-", "bytes=10-20", "bytes=-0"])
 def test_unsatisfiable_range_is_416(archive, client, header):
     got = client.get(
@@ -205,6 +274,107 @@ def test_public_route_serves_only_public_keys(archive, client):
     assert (got.status_code, got.content) == (200, b"jpeg")
     assert client.get("/archive/public/masters/v1.mp4").status_code == 404
     assert client.get("/archive/public/thumbnails/missing.jpg").status_code == 404
+
+
+# -- content type and disposition --------------------------------------------------------
+
+
+def fetch(archive, client, key, data, content_type, *, method="GET"):
+    archive.put(key, io.BytesIO(data), content_type=content_type)
+    return client.request(method, archive.presign_get(key, expires_in=60))
+
+
+def assert_locked_down(got):
+    assert got.headers["x-content-type-options"] == "nosniff"
+    assert got.headers["content-security-policy"] == "default-src 'none'; sandbox"
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/html",
+        "text/html; charset=utf-8",
+        "TEXT/HTML",
+        "image/svg+xml",
+        "Image/SVG+XML; charset=utf-8",
+        "application/xhtml+xml",
+        "application/javascript",
+        "application/json",
+        "text/plain",
+        "application/pdf",
+        "video/mp4\u0085",  # not a token: never echoed back
+        "video/mp4\r\nSet-Cookie: a=b",
+        "video/é",
+        "video",
+        "",
+        None,
+    ],
+)
+def test_anything_but_media_is_an_octet_stream_attachment(archive, client, content_type, method):
+    page = b"<html><script>alert(document.cookie)</script></html>"
+    got = fetch(archive, client, "masters/page.html", page, content_type, method=method)
+    assert got.status_code == 200
+    assert got.headers["content-type"] == "application/octet-stream"
+    assert got.headers["content-disposition"] == (
+        "attachment; filename=\"page.html\"; filename*=UTF-8''page.html"
+    )
+    assert_locked_down(got)
+    assert got.content == (page if method == "GET" else b"")
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize(
+    ("content_type", "served"),
+    [
+        ("video/mp4", "video/mp4"),
+        ('video/mp4; codecs="avc1.42E01E, mp4a.40.2"', "video/mp4"),
+        ("Video/MP4", "video/mp4"),
+        ("audio/mpeg", "audio/mpeg"),
+        ("image/jpeg", "image/jpeg"),
+        ("image/webp", "image/webp"),
+        ("application/vnd.apple.mpegurl", "application/vnd.apple.mpegurl"),
+        ("application/dash+xml", "application/dash+xml"),
+    ],
+)
+def test_media_is_served_inline_with_nosniff(archive, client, content_type, served, method):
+    got = fetch(archive, client, "masters/v9.mp4", DATA, content_type, method=method)
+    assert got.status_code == 200
+    assert got.headers["content-type"] == served
+    assert got.headers["content-disposition"].startswith("inline;")
+    assert_locked_down(got)
+
+
+def test_ranged_answers_carry_the_same_headers(archive, client):
+    got = fetch(archive, client, "masters/page.html", DATA, "text/html")
+    ranged = client.get(got.url, headers={"Range": "bytes=0-1"})
+    assert ranged.status_code == 206
+    assert ranged.headers["content-type"] == "application/octet-stream"
+    assert ranged.headers["content-disposition"].startswith("attachment;")
+    assert_locked_down(ranged)
+
+
+def test_public_svg_thumbnail_is_an_attachment(archive, client):
+    archive.put(
+        "thumbnails/v1.svg", io.BytesIO(b"<svg onload=alert(1)/>"), content_type="image/svg+xml"
+    )
+    got = client.get(archive.public_url("thumbnails/v1.svg"))
+    assert got.status_code == 200
+    assert got.headers["content-type"] == "application/octet-stream"
+    assert got.headers["content-disposition"].startswith("attachment;")
+    assert_locked_down(got)
+    thumb = client.get(archive.public_url("thumbnails/v1.jpg"))
+    assert thumb.headers["content-type"] == "image/jpeg"
+    assert thumb.headers["content-disposition"].startswith("inline;")
+    assert_locked_down(thumb)
+
+
+def test_attachment_filename_is_rfc6266_quoted(archive, client):
+    got = fetch(archive, client, 'masters/v1/résumé "final";1%.html', b"x", "text/html")
+    assert got.headers["content-disposition"] == (
+        'attachment; filename="r_sum_ _final_;1%.html"; '
+        "filename*=UTF-8''r%C3%A9sum%C3%A9%20%22final%22%3B1%25.html"
+    )
 
 
 def test_router_refuses_a_store_that_does_not_serve_its_urls():

@@ -80,3 +80,15 @@ def test_non_videos_are_refused(tmp_path: Path, kind: str) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="no such file"):
         probe(tmp_path / "nope.mp4")
+
+
+def test_audio_with_cover_art_is_not_a_video(tmp_path: Path) -> None:
+    cover = tmp_path / "cover.png"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x64", "-frames:v", "1", str(cover))
+    song = tmp_path / "song.m4a"
+    _ffmpeg(
+        "-f", "lavfi", "-i", "sine=duration=1", "-i", str(cover), "-map", "0", "-map", "1",
+        "-c:a", "aac", "-c:v", "png", "-disposition:v", "attached_pic", str(song),
+    )  # fmt: skip
+    with pytest.raises(NotAVideo, match="no video stream"):
+        probe(song)

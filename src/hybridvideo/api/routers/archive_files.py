@@ -12,18 +12,47 @@ this router is the other half of that promise, so it is built only for such a st
 Players seek with a single ``Range`` header (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``),
 answered with 206; an unsatisfiable range raises ``RangeNotSatisfiable`` (416). A malformed
 or multi-range header is ignored and the whole object is sent, as RFC 9110 allows.
+Numbers too long for ``int()`` are never parsed: any number past :data:`MAX_RANGE_DIGITS`
+digits is larger than every object, so it is read as "past the end" and the answer is the
+one an exact parse would give (416 for a first byte, to-the-end for a last byte or suffix).
+
+The bytes are served from the API's own origin, so they must never act as a page of it:
+every answer carries ``X-Content-Type-Options: nosniff`` and a sandboxing
+``Content-Security-Policy``; only media types (see :func:`media_headers`) are served
+inline under their own type, anything else (HTML, SVG, JSON, unknown) goes out as
+``application/octet-stream`` with ``Content-Disposition: attachment``.
 Failures are domain errors; the app's central handler turns them into responses.
 """
 
 from __future__ import annotations
 
+import re
 from email.utils import format_datetime
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from hybridvideo.archive.base import ArchiveStore, SignedUrlServer
 from hybridvideo.errors import ConfigurationError, NotFound, RangeNotSatisfiable, Unauthorized
+
+#: Longer numbers in a Range header exceed any object (sizes fit in 19 digits).
+MAX_RANGE_DIGITS = 20
+_PAST_THE_END = 10**MAX_RANGE_DIGITS
+
+#: Served inline under their own type: what players and <img>/<video> need, nothing that a
+#: browser renders as a document with scripts (SVG is an image that runs script).
+INLINE_PREFIXES = ("video/", "audio/", "image/")
+INLINE_TYPES = frozenset({"application/vnd.apple.mpegurl", "application/dash+xml"})
+NEVER_INLINE = frozenset({"image/svg+xml"})
+#: RFC 9110 token characters, for a type/subtype safe to echo back in a header.
+_MEDIA_TYPE = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+/[a-z0-9!#$%&'*+.^_`|~-]+")
+#: RFC 8187 attr-char beyond what ``quote`` always keeps (letters, digits, "_.-~").
+_ATTR_CHARS = "!#$&+^`|"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+}
 
 
 def build_router(archive: ArchiveStore) -> APIRouter:
@@ -57,10 +86,7 @@ def serve(archive: ArchiveStore, key: str, request: Request) -> Response:
     """Answer GET or HEAD for ``key``, honouring one ``Range``."""
     info = archive.head(key)
     span = parse_range(request.headers.get("range"), info.size)
-    headers = {
-        "Accept-Ranges": "bytes",
-        "Content-Type": info.content_type or "application/octet-stream",
-    }
+    headers = {"Accept-Ranges": "bytes", **media_headers(key, info.content_type)}
     if info.etag:
         headers["ETag"] = f'"{info.etag}"'
     if info.last_modified:
@@ -92,16 +118,16 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if unit.strip().lower() != "bytes" or not eq or not dash or "," in spec:
         return None
     if not first:
-        if not _digits(last):
+        wanted = _number(last)
+        if wanted is None:
             return None
-        wanted = int(last)
         if wanted == 0 or size == 0:
             raise _unsatisfiable(size)
         return max(0, size - wanted), size - 1
-    if not _digits(first) or (last and not _digits(last)):
+    start = _number(first)
+    stop = _number(last) if last else size - 1
+    if start is None or stop is None:
         return None
-    start = int(first)
-    stop = int(last) if last else size - 1
     if last and stop < start:
         return None
     if start >= size:
@@ -109,8 +135,46 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, min(stop, size - 1)
 
 
-def _digits(text: str) -> bool:
-    return text.isascii() and text.isdigit()
+def _number(text: str) -> int | None:
+    """A Range number, or None if ``text`` is not one (RFC 9110: ``1*DIGIT``).
+
+    Numbers with more than :data:`MAX_RANGE_DIGITS` significant digits are not parsed
+    (``int()`` refuses over 4,300 digits, and would be slow long before): they all stand
+    for :data:`_PAST_THE_END`, which is larger than any object, so the outcome is the same.
+    """
+    if not (text.isascii() and text.isdigit()):
+        return None
+    significant = text.lstrip("0")
+    return _PAST_THE_END if len(significant) > MAX_RANGE_DIGITS else int(significant or "0")
+
+
+def media_headers(key: str, content_type: str | None) -> dict[str, str]:
+    """Content type, disposition and the security headers for serving ``key``.
+
+    Only ``video/*``, ``audio/*``, ``image/*`` (not SVG) and the HLS/DASH manifests go out
+    inline under their stored type (without parameters); everything else is an
+    ``application/octet-stream`` attachment, so no stored object can render as a page.
+    """
+    essence = (content_type or "").partition(";")[0].strip(" \t").lower()
+    inline = (
+        _MEDIA_TYPE.fullmatch(essence) is not None
+        and essence not in NEVER_INLINE
+        and (essence.startswith(INLINE_PREFIXES) or essence in INLINE_TYPES)
+    )
+    disposition = "inline" if inline else "attachment"
+    return {
+        "Content-Type": essence if inline else "application/octet-stream",
+        "Content-Disposition": f"{disposition}; {content_disposition_filename(key)}",
+        **SECURITY_HEADERS,
+    }
+
+
+def content_disposition_filename(key: str) -> str:
+    """RFC 6266 filename parameters for ``key``'s basename: an ASCII fallback and UTF-8."""
+    name = key.rpartition("/")[2]
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in name)
+    encoded = quote(name, safe=_ATTR_CHARS, encoding="utf-8")
+    return f"filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
 def _unsatisfiable(size: int) -> RangeNotSatisfiable:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from hybridvideo.api.deps import ContainerDep
@@ -22,8 +22,9 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz(container: ContainerDep) -> JSONResponse:
-    """200 only when the catalog, the archive and the queue all answer."""
+def readyz(container: ContainerDep, request: Request) -> JSONResponse:
+    """200 only when the catalog, the archive and the queue all answer (and the embedded
+    worker, when this server runs one, is alive)."""
     checks: dict[str, str] = {}
     pings: dict[str, Callable[[], None]] = {
         "catalog": container.catalog.ping,
@@ -40,6 +41,9 @@ def readyz(container: ContainerDep) -> JSONResponse:
         except Exception:
             checks[name] = "INTERNAL"
             log.exception("readiness check crashed", extra={"part": name})
+    worker = request.app.state.worker
+    if worker is not None:
+        checks["worker"] = "ok" if worker.running else "STOPPED"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks},

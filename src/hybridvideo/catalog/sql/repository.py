@@ -36,6 +36,8 @@ from hybridvideo.domain.video import (
     VideoState,
     check_transition,
     validate_collection,
+    validate_owner_id,
+    validate_page,
     validate_title,
 )
 from hybridvideo.errors import BackendUnavailable, Conflict, InvalidInput, NotFound
@@ -90,10 +92,7 @@ class SqlCatalog:
             return None if video is None else video.to_state()
 
     def list_videos(self, flt: VideoFilter) -> VideoPage:
-        if not 1 <= flt.limit <= MAX_PAGE:
-            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
-        if flt.offset < 0:
-            raise InvalidInput("offset must not be negative")
+        validate_page(flt.limit, flt.offset, max_limit=MAX_PAGE)
         conditions: list[ColumnElement[bool]] = []
         if flt.collection is not None:
             conditions.append(Video.collection == flt.collection)
@@ -143,7 +142,7 @@ class SqlCatalog:
         validate_key(new.archive_key)
         _check_length("archive bucket", new.archive_bucket, 255, required=True)
         _check_length("video id", new.id, 36, required=new.id is not None)
-        _check_length("owner id", new.owner_id, 128)
+        validate_owner_id(new.owner_id)
         _check_length("thumbnail url", new.thumbnail_url, 2048)
         _check_length("format", new.media.format, 64)
         sha256 = new.media.sha256.lower()
@@ -211,7 +210,7 @@ class SqlCatalog:
         if changes.pinned is not None:
             wanted["pinned"] = bool(changes.pinned)
         if changes.owner_id is not None:
-            _check_length("owner id", changes.owner_id, 128)
+            validate_owner_id(changes.owner_id)
             wanted["owner_id"] = changes.owner_id
         with self._tx(write=True) as session:
             video = self._load(session, video_id, lock=True)
