@@ -23,9 +23,9 @@ fi
 EXTRAS="${1:-}"
 SPEC="."
 [ -n "$EXTRAS" ] && SPEC=".[$EXTRAS]"
-STAMP=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)-${EXTRAS:-base}"
+STAMP=".venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-${EXTRAS:-base}"
 if [ ! -f "$STAMP" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -U pip
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e "$SPEC"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e "$SPEC"
   touch "$STAMP"
 fi

@@ -395,3 +395,27 @@ def test_ping_on_unreachable_postgres() -> None:
         assert info.value.detail  # the driver's words, for the log only
     finally:
         engine.dispose()
+
+
+def test_the_status_check_constraint_admits_exactly_the_domain_states(
+    catalog_url: str, catalog: SqlCatalog
+) -> None:
+    """compare_metadata ignores CHECK constraints, so test the migrated one directly."""
+    import sqlalchemy as sa
+
+    video = catalog.add_video(new_video())
+    engine = create_catalog_engine(catalog_url)
+    try:
+        for status in StreamStatus:
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text("UPDATE video_specs SET stream_status = :s WHERE video_id = :v"),
+                    {"s": status.value, "v": video.id},
+                )
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE video_specs SET stream_status = 'DONE' WHERE video_id = :v"),
+                {"v": video.id},
+            )
+    finally:
+        engine.dispose()

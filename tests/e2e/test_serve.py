@@ -90,6 +90,7 @@ def test_serve_on_embedded_defaults(
 ) -> None:
     base, data_dir, proc, elapsed = server
     assert elapsed < 10, f"/readyz took {elapsed:.1f}s"
+    assert httpx.get(f"{base}/readyz").json()["checks"]["worker"] == "ok"
     token = (data_dir / "admin-token").read_text().strip()
     env = env_for(data_dir)
 
@@ -121,6 +122,7 @@ def test_serve_on_embedded_defaults(
 def test_token_is_printed_only_on_first_start(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     env = env_for(data_dir)
+    assert cli(env, "videos", "list").returncode == 0  # other commands make no token
     for attempt in range(2):
         port = free_port()
         proc = subprocess.Popen(

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
+from hybridvideo.api.app import create_app
 from hybridvideo.container import Container
 
 
@@ -96,6 +97,8 @@ def test_list_show_and_edit(
         ("get", "/api/v1/videos?status=DONE", None, 422, "INVALID_INPUT"),
         ("get", "/api/v1/videos?limit=0", None, 422, "INVALID_INPUT"),
         ("get", "/api/v1/videos?limit=201", None, 422, "INVALID_INPUT"),
+        ("get", "/api/v1/videos?offset=99999999999999999999", None, 422, "INVALID_INPUT"),
+        ("get", "/api/v1/videos?offset=-1", None, 422, "INVALID_INPUT"),
         ("get", "/api/v1/nothing-here", None, 404, "NOT_FOUND"),
     ],
 )
@@ -139,9 +142,14 @@ def test_internal_errors_do_not_leak(
         raise RuntimeError("password=hunter2 in a driver message")
 
     monkeypatch.setattr(container.catalog, "list_videos", boom)
-    response = client.get("/api/v1/videos", headers=admin)
+    response = client.get("/api/v1/videos", headers={**admin, "X-Request-ID": "r-500"})
     assert response.status_code == 500
-    assert response.json()["error"]["code"] == "INTERNAL"
+    assert response.json()["error"] == {
+        "code": "INTERNAL",
+        "message": "internal error",
+        "request_id": "r-500",
+    }
+    assert response.headers["x-request-id"] == "r-500"
     assert "hunter2" not in response.text
 
 
@@ -165,3 +173,26 @@ def test_openapi_docs(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     ids = {op["operationId"] for item in spec["paths"].values() for op in item.values()}
     assert {"videos-list_videos", "videos-show_video", "videos-edit_video"} <= ids
+
+
+def test_readiness_reports_the_embedded_worker(container: Container) -> None:
+    with TestClient(create_app(container, run_worker=True)) as client:
+        checks = client.get("/readyz").json()["checks"]
+        assert checks["worker"] == "ok"
+        worker = client.app.state.worker  # type: ignore[attr-defined]
+        assert worker.stop(timeout=10)
+        stopped = client.get("/readyz")
+        assert stopped.status_code == 503 and stopped.json()["checks"]["worker"] == "STOPPED"
+
+
+def test_the_app_needs_an_admin_token(data_dir: Path) -> None:
+    from hybridvideo.config import load_settings
+    from hybridvideo.container import build_container
+    from hybridvideo.errors import ConfigurationError
+
+    bare = build_container(load_settings(data_dir=data_dir / "other"))
+    try:
+        with pytest.raises(ConfigurationError, match="admin token"):
+            create_app(bare)
+    finally:
+        bare.close()

@@ -47,9 +47,9 @@ def _catalog(settings: Settings) -> str:
 
 def _archive(settings: Settings) -> str:
     root = settings.resolved_archive_dir
-    if settings.resolved_archive_backend == "local" and settings.archive_dir is None:
-        if not root.exists():
-            return f"local folder {root.resolve()}, created on first start"
+    default_local = settings.resolved_archive_backend == "local" and settings.archive_dir is None
+    if default_local and not root.exists():
+        return f"local folder {root.resolve()}, created on first start"
     # The doctor signs nothing: a stand-in key avoids creating the data dir's secret.
     secret = secret_from(settings, create=False) or "doctor-does-not-sign-urls"
     archive = build_archive(settings, secret.encode(), create=False)

@@ -23,7 +23,13 @@ from rich.table import Table
 
 from hybridvideo.config import Settings, load_settings
 from hybridvideo.container import Container, build_container
-from hybridvideo.domain.video import DEFAULT_COLLECTION, StreamStatus, VideoFilter, VideoState
+from hybridvideo.domain.video import (
+    DEFAULT_COLLECTION,
+    MAX_OFFSET,
+    StreamStatus,
+    VideoFilter,
+    VideoState,
+)
 from hybridvideo.errors import HybridVideoError
 from hybridvideo.logs import configure_logging
 
@@ -196,7 +202,7 @@ def videos_list(
     status: Annotated[StreamStatus | None, typer.Option()] = None,
     query: Annotated[str | None, typer.Option("--query", "-q")] = None,
     limit: Annotated[int, typer.Option(min=1, max=200)] = 50,
-    offset: Annotated[int, typer.Option(min=0)] = 0,
+    offset: Annotated[int, typer.Option(min=0, max=MAX_OFFSET)] = 0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     data_dir: DataDir = None,
 ) -> None:

@@ -3,11 +3,11 @@
 A video's *master* lives in the archive forever; its *delivery* copy in a Stream service
 comes and goes. :class:`StreamStatus` is the life of that copy::
 
-    NOT_DELIVERED ──► PROCESSING ──► READY ──► EVICTED
-                          │  ▲          │          │
-                          ▼  │          │          │
-                         ERROR ◄────────┘          │
-                          ▲ └──► PROCESSING ◄──────┘   (retry / re-import)
+    main path:  NOT_DELIVERED ──► PROCESSING ──► READY ──► EVICTED ──► PROCESSING
+    failures:   NOT_DELIVERED | PROCESSING | READY ──► ERROR ──► PROCESSING | READY
+    re-encode:  READY ──► PROCESSING
+
+``_ALLOWED`` below is the single source of truth for these moves.
 
 Transitions are safe to repeat: asking for the state a video is already in is a no-op,
 so webhooks delivered twice and jobs retried after a crash change nothing.

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from hybridvideo.api.deps import AdminDep, ContainerDep
 from hybridvideo.api.schemas import VideoList, VideoOut, VideoPatch
-from hybridvideo.domain.video import StreamStatus, VideoChanges, VideoFilter
+from hybridvideo.domain.video import MAX_OFFSET, StreamStatus, VideoChanges, VideoFilter
 
 router = APIRouter(prefix="/api/v1/videos", tags=["videos"], dependencies=[AdminDep])
 
@@ -20,7 +20,7 @@ def list_videos(
     status: StreamStatus | None = None,
     q: Annotated[str | None, Query(max_length=300)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> VideoList:
     flt = VideoFilter(collection=collection, status=status, query=q, limit=limit, offset=offset)
     page = container.catalog.list_videos(flt)
