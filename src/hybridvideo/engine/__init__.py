@@ -1,0 +1,1 @@
+"""hybridvideo's own Stream-compatible engine: API, encoding, delivery, webhooks."""
