@@ -89,7 +89,25 @@ class Settings(BaseSettings):
         None, validation_alias=_env("CLOUDFLARE_STREAM_TOKEN")
     )
 
-    @field_validator("database_url")
+    stream_api_url: str | None = Field(
+        None, description="Stream API base URL (Cloudflare's, or an engine's /client/v4)."
+    )
+    engine: bool | None = Field(
+        None, description="Mount the built-in engine in `serve` (default: unless Cloudflare)."
+    )
+    engine_media_dir: Path | None = None
+    engine_delivery_url: str | None = None
+    engine_database_url: str | None = None
+    engine_country_header: str = Field("CF-IPCountry", min_length=1, max_length=64)
+    engine_preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"
+    ] = "veryfast"
+    stream_signing_key_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
+    stream_signing_key: SecretStr | None = Field(
+        None, description="Base64 PEM or JWK of the playback signing key (as Cloudflare gives it)."
+    )
+
+    @field_validator("database_url", "engine_database_url")
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
@@ -113,7 +131,13 @@ class Settings(BaseSettings):
         _check_port(value)
         return value
 
-    @field_validator("public_url", "archive_public_base_url", "s3_endpoint_url")
+    @field_validator(
+        "public_url",
+        "archive_public_base_url",
+        "s3_endpoint_url",
+        "stream_api_url",
+        "engine_delivery_url",
+    )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if not value:
@@ -198,6 +222,38 @@ class Settings(BaseSettings):
     def resolved_public_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
 
+    @property
+    def uses_cloudflare(self) -> bool:
+        """Delivery goes to Cloudflare Stream: credentials given and no engine URL chosen."""
+        has_credentials = bool(self.cloudflare_account_id and self.cloudflare_stream_token)
+        return has_credentials and (
+            self.stream_api_url is None or self.stream_api_url.startswith("https://api.cloudflare")
+        )
+
+    @property
+    def runs_engine(self) -> bool:
+        return self.engine if self.engine is not None else not self.uses_cloudflare
+
+    @property
+    def resolved_stream_api_url(self) -> str:
+        if self.stream_api_url:
+            return self.stream_api_url
+        if self.uses_cloudflare:
+            return "https://api.cloudflare.com/client/v4"
+        return f"{self.resolved_public_url}/client/v4"
+
+    @property
+    def resolved_engine_media_dir(self) -> Path:
+        return self.engine_media_dir or self.data_dir / "engine"
+
+    @property
+    def resolved_engine_delivery_url(self) -> str:
+        return self.engine_delivery_url or f"{self.resolved_public_url}/delivery"
+
+    @property
+    def resolved_engine_database_url(self) -> str:
+        return self.engine_database_url or self.resolved_database_url
+
     def check_consistency(self) -> None:
         """Cross-field rules; raises :class:`ConfigurationError`."""
         problems: list[str] = []
@@ -227,6 +283,11 @@ class Settings(BaseSettings):
             problems.append(
                 "HYBRIDVIDEO_ADMIN_TOKEN: required when DATABASE_URL points at a shared "
                 "database (every node must accept the same token)"
+            )
+        if bool(self.stream_signing_key_id) != bool(self.stream_signing_key):
+            problems.append(
+                "HYBRIDVIDEO_STREAM_SIGNING_KEY: set it together with "
+                "HYBRIDVIDEO_STREAM_SIGNING_KEY_ID (or neither)"
             )
         if problems:
             raise ConfigurationError("invalid configuration:\n  " + "\n  ".join(problems))

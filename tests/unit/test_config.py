@@ -99,3 +99,35 @@ def test_every_setting_is_in_the_readme() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     missing = [env_name(f) for f in Settings.model_fields if f"`{env_name(f)}`" not in readme]
     assert missing == []
+
+
+def test_delivery_defaults_to_the_built_in_engine() -> None:
+    s = load_settings()
+    assert s.runs_engine and not s.uses_cloudflare
+    assert s.resolved_stream_api_url == "http://127.0.0.1:8787/client/v4"
+    assert s.resolved_engine_delivery_url == "http://127.0.0.1:8787/delivery"
+    assert s.resolved_engine_database_url == s.resolved_database_url
+
+
+def test_cloudflare_credentials_switch_delivery_to_cloudflare(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "0123456789abcdef0123456789abcdef")
+    monkeypatch.setenv("CLOUDFLARE_STREAM_TOKEN", "t" * 40)
+    s = load_settings()
+    assert s.uses_cloudflare and not s.runs_engine
+    assert s.resolved_stream_api_url == "https://api.cloudflare.com/client/v4"
+    # The same credentials against a self-hosted engine elsewhere: only the URL changes.
+    monkeypatch.setenv("HYBRIDVIDEO_STREAM_API_URL", "http://engine.internal:8787/client/v4")
+    s = load_settings()
+    assert not s.uses_cloudflare and s.runs_engine
+    assert s.resolved_stream_api_url == "http://engine.internal:8787/client/v4"
+
+
+def test_signing_key_needs_its_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYBRIDVIDEO_STREAM_SIGNING_KEY", "abc")
+    with pytest.raises(ConfigurationError, match="HYBRIDVIDEO_STREAM_SIGNING_KEY_ID"):
+        load_settings()
+    monkeypatch.setenv("HYBRIDVIDEO_STREAM_SIGNING_KEY_ID", "not-hex")
+    with pytest.raises(ConfigurationError, match="HYBRIDVIDEO_STREAM_SIGNING_KEY_ID"):
+        load_settings()
