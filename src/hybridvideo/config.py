@@ -93,7 +93,7 @@ class Settings(BaseSettings):
         None, description="Stream API base URL (Cloudflare's, or an engine's /client/v4)."
     )
     engine: bool | None = Field(
-        None, description="Mount the built-in engine in `serve` (default: unless Cloudflare)."
+        None, description="Mount the built-in engine in `serve` (default: when the client uses it)."
     )
     engine_media_dir: Path | None = None
     engine_delivery_url: str | None = None
@@ -232,7 +232,10 @@ class Settings(BaseSettings):
 
     @property
     def runs_engine(self) -> bool:
-        return self.engine if self.engine is not None else not self.uses_cloudflare
+        """Mount the engine here: by default only when the Stream client points at us."""
+        if self.engine is not None:
+            return self.engine
+        return self.stream_api_url is None and not self.uses_cloudflare
 
     @property
     def resolved_stream_api_url(self) -> str:

@@ -120,7 +120,7 @@ def test_cloudflare_credentials_switch_delivery_to_cloudflare(
     # The same credentials against a self-hosted engine elsewhere: only the URL changes.
     monkeypatch.setenv("HYBRIDVIDEO_STREAM_API_URL", "http://engine.internal:8787/client/v4")
     s = load_settings()
-    assert not s.uses_cloudflare and s.runs_engine
+    assert not s.uses_cloudflare and not s.runs_engine  # the engine runs over there
     assert s.resolved_stream_api_url == "http://engine.internal:8787/client/v4"
 
 
