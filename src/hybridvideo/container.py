@@ -20,6 +20,7 @@ from hybridvideo.catalog.base import Catalog
 from hybridvideo.config import Settings
 from hybridvideo.errors import ConfigurationError
 from hybridvideo.queue.base import TaskQueue
+from hybridvideo.stream.base import StreamProvider
 from hybridvideo.videos.service import VideoService
 
 log = logging.getLogger("hybridvideo")
@@ -90,6 +91,57 @@ def read_or_create_secret(path: Path) -> tuple[str, bool]:
             os.fsync(fh.fileno())
         return value, True
     raise ConfigurationError(f"{path} exists but holds no usable secret; delete it to renew")
+
+
+def stream_credentials(settings: Settings, *, create: bool = True) -> tuple[str, str]:
+    """The account id and API token both the Stream client and the engine use.
+
+    Cloudflare's variables when set; otherwise an account id and token generated once into
+    the data dir, so `serve` (engine) and the CLI (client) on one data dir agree.
+    """
+    account = settings.cloudflare_account_id
+    token = settings.cloudflare_stream_token.get_secret_value() if (
+        settings.cloudflare_stream_token
+    ) else None
+    if account is None:
+        path = settings.data_dir / "engine-account-id"
+        account = _read_or_create_hex(path) if create else (read_secret(path) or "")
+    if token is None:
+        path = settings.data_dir / "stream-token"
+        if create:
+            ensure_data_dir(settings)
+            token = read_or_create_secret(path)[0]
+        else:
+            token = read_secret(path) or ""
+    return account, token
+
+
+def _read_or_create_hex(path: Path) -> str:
+    """A 32-hex-digit id (Cloudflare's account id shape), kept in the data dir."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(100):
+            value = path.read_text().strip()
+            if len(value) == 32:
+                return value
+            time.sleep(0.02)
+        raise ConfigurationError(f"{path} does not hold a 32-hex-digit account id") from None
+    value = secrets.token_hex(16)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def build_stream(settings: Settings) -> StreamProvider:
+    """The Stream client: Cloudflare or an engine, by ``resolved_stream_api_url`` alone."""
+    from hybridvideo.stream.cloudflare import CloudflareStream
+
+    account, token = stream_credentials(settings)
+    return CloudflareStream(
+        account_id=account, api_token=token, base_url=settings.resolved_stream_api_url
+    )
 
 
 def build_archive(settings: Settings, secret: bytes, *, create: bool = True) -> ArchiveStore:

@@ -38,6 +38,8 @@ db_app = typer.Typer(no_args_is_help=True, help="Catalog database schema.")
 videos_app = typer.Typer(no_args_is_help=True, help="Videos in the catalog.")
 app.add_typer(db_app, name="db")
 app.add_typer(videos_app, name="videos")
+keys_app = typer.Typer(no_args_is_help=True, help="Playback signing keys (Stream /keys).")
+app.add_typer(keys_app, name="keys")
 
 # Piped output (scripts, tests) gets wide lines so ids and hashes are never folded.
 out = Console(width=None if sys.stdout.isatty() else 240)
@@ -280,6 +282,55 @@ def videos_verify(
         err.print("[red]master does not match its recorded sha256[/red]")
         raise typer.Exit(1)
     out.print("master matches its sha256")
+
+
+@keys_app.command("create")
+@friendly_errors
+def keys_create(
+    print_only: Annotated[
+        bool, typer.Option("--print", help="Print the settings to store; keep nothing here.")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Replace a key already stored here.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a signing key through the Stream API and store it (or print its settings).
+
+    The private key is shown by the API exactly once: it is written to
+    DATA_DIR/signing-key.json (mode 0600), or printed with --print for a secret store.
+    """
+    from hybridvideo.container import build_stream, ensure_data_dir
+
+    settings = _settings(data_dir)
+    target = settings.data_dir / "signing-key.json"
+    if not print_only and target.exists() and not force:
+        err.print(f"[red]error:[/red] {target} already holds a key (use --force to replace it)")
+        raise typer.Exit(1)
+    stream = build_stream(settings)
+    key = stream.create_signing_key()
+    if print_only:
+        out.print(f"HYBRIDVIDEO_STREAM_SIGNING_KEY_ID={key.id}", highlight=False, soft_wrap=True)
+        out.print(f"HYBRIDVIDEO_STREAM_SIGNING_KEY={key.pem}", highlight=False, soft_wrap=True)
+        return
+    ensure_data_dir(settings)
+    document = {"id": key.id, "pem": key.pem, "jwk": key.jwk}
+    tmp = target.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(document, fh)
+    os.replace(tmp, target)
+    out.print(f"created signing key {key.id}; stored in {target}", highlight=False)
+
+
+@keys_app.command("revoke")
+@friendly_errors
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(metavar="ID")], data_dir: DataDir = None
+) -> None:
+    """Revoke a signing key: every token it signed stops working."""
+    from hybridvideo.container import build_stream
+
+    build_stream(_settings(data_dir)).revoke_signing_key(key_id)
+    out.print(f"revoked {key_id}", highlight=False)
 
 
 def _jsonable(video: VideoState) -> dict[str, Any]:
