@@ -16,10 +16,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hybridvideo import errors
+from hybridvideo.stream.tokens import InvalidToken
+from hybridvideo.stream.webhooks import InvalidWebhook
 
 log = logging.getLogger("hybridvideo.api")
 
 STATUS: dict[type[errors.HybridVideoError], int] = {
+    InvalidToken: 403,
+    InvalidWebhook: 401,
     errors.RangeNotSatisfiable: 416,
     errors.InvalidInput: 400,
     errors.NotFound: 404,

@@ -1,0 +1,1 @@
+"""Delivery through Cloudflare Stream: its API client, playback tokens and webhooks."""
