@@ -18,6 +18,7 @@ from pathlib import Path
 from hybridvideo.archive.base import ArchiveStore
 from hybridvideo.catalog.base import Catalog
 from hybridvideo.config import Settings
+from hybridvideo.engine.runtime import EngineRuntime
 from hybridvideo.errors import ConfigurationError
 from hybridvideo.queue.base import TaskQueue
 from hybridvideo.stream.base import StreamProvider
@@ -37,6 +38,8 @@ class Container:
     admin_token: str | None
     #: True when this start generated the admin token (the CLI prints it once).
     admin_token_generated: bool = False
+    #: The built-in Stream engine, when this process runs it (``settings.runs_engine``).
+    engine: EngineRuntime | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def close(self) -> None:

@@ -26,8 +26,13 @@ def _url() -> str:
 
 
 def _ours(name: str | None, type_: str, _parent: object) -> bool:
-    """Leave other tenants of the database alone (huey's queue tables on PostgreSQL)."""
-    return not (type_ == "table" and name is not None and name.startswith("huey"))
+    """Leave other tenants of the database alone: huey's queue tables on PostgreSQL and the
+    engine's tables, which the engine versions with its own Alembic history."""
+    return not (
+        type_ == "table"
+        and name is not None
+        and name.startswith(("huey", "engine_", "alembic_version_engine"))
+    )
 
 
 def _configure(connection: Connection) -> None:

@@ -1,0 +1,24 @@
+"""The engine's parts, bundled for its jobs and routers (built by the composition root)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hybridvideo.engine.store import EngineStore
+
+
+@dataclass(frozen=True)
+class EngineRuntime:
+    store: EngineStore
+    account_id: str
+    api_token: str
+    media_root: Path
+    delivery_base: str
+    country_header: str = "CF-IPCountry"
+    preset: str = "veryfast"
+    #: Webhook deliveries are tried this many times (2 s, 4 s, 8 s ... apart) before giving up.
+    webhook_attempts: int = 8
+
+    def video_dir(self, uid: str) -> Path:
+        return self.media_root / uid
