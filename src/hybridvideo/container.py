@@ -103,9 +103,11 @@ def stream_credentials(settings: Settings, *, create: bool = True) -> tuple[str,
     the data dir, so `serve` (engine) and the CLI (client) on one data dir agree.
     """
     account = settings.cloudflare_account_id
-    token = settings.cloudflare_stream_token.get_secret_value() if (
-        settings.cloudflare_stream_token
-    ) else None
+    token = (
+        settings.cloudflare_stream_token.get_secret_value()
+        if (settings.cloudflare_stream_token)
+        else None
+    )
     if account is None:
         path = settings.data_dir / "engine-account-id"
         account = _read_or_create_hex(path) if create else (read_secret(path) or "")
@@ -213,7 +215,40 @@ def migrate_catalog(settings: Settings) -> str | None:
     if settings.database_is_sqlite and settings.database_url is None:
         ensure_data_dir(settings)
     sql_migrate.upgrade(settings.resolved_database_url)
+    if settings.runs_engine:
+        from hybridvideo.engine import migrate as engine_migrate
+
+        engine_migrate.upgrade(settings.resolved_engine_database_url)
     return sql_migrate.current_revision(settings.resolved_database_url)
+
+
+def build_engine(
+    settings: Settings, *, migrate: bool = False
+) -> tuple[EngineRuntime, Callable[[], None]]:
+    """The built-in Stream engine's parts, over its own (separately versioned) tables."""
+    from hybridvideo.catalog.sql.engine import create_catalog_engine
+    from hybridvideo.engine import migrate as engine_migrate
+    from hybridvideo.engine.store import EngineStore
+
+    url = settings.resolved_engine_database_url
+    if migrate:
+        engine_migrate.upgrade(url)
+    sql = create_catalog_engine(url)
+    media = settings.resolved_engine_media_dir
+    if settings.engine_media_dir is None:
+        ensure_data_dir(settings)
+        media.mkdir(mode=0o700, exist_ok=True)
+    account, token = stream_credentials(settings)
+    runtime = EngineRuntime(
+        store=EngineStore(sql),
+        account_id=account,
+        api_token=token,
+        media_root=media,
+        delivery_base=settings.resolved_engine_delivery_url,
+        country_header=settings.engine_country_header,
+        preset=settings.engine_preset,
+    )
+    return runtime, sql.dispose
 
 
 def build_container(
@@ -239,9 +274,13 @@ def build_container(
     secret = secret_from(settings)
     assert secret is not None
 
-    catalog, close_catalog = build_catalog(
-        settings, migrate=settings.runs_auto_migrate if migrate is None else migrate
-    )
+    should_migrate = settings.runs_auto_migrate if migrate is None else migrate
+    catalog, close_catalog = build_catalog(settings, migrate=should_migrate)
+    closers = [close_catalog]
+    engine: EngineRuntime | None = None
+    if settings.runs_engine:
+        engine, close_engine = build_engine(settings, migrate=should_migrate)
+        closers.append(close_engine)
     try:
         archive = build_archive(settings, secret.encode())
         queue = build_queue(settings)
@@ -256,7 +295,8 @@ def build_container(
         videos=videos,
         admin_token=admin_token,
         admin_token_generated=generated,
-        _closers=[close_catalog, queue.close],
+        engine=engine,
+        _closers=[*closers, queue.close],
     )
     register_jobs(container)
     return container

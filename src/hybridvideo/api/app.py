@@ -28,8 +28,14 @@ def _operation_id(route: APIRoute) -> str:
     return f"{tag}-{route.name}"
 
 
-def create_app(container: Container, *, run_worker: bool | None = None) -> FastAPI:
-    """The app over an already-built container; ``run_worker`` starts the in-process worker."""
+def create_app(
+    container: Container, *, run_worker: bool | None = None, engine_only: bool = False
+) -> FastAPI:
+    """The app over an already-built container; ``run_worker`` starts the in-process worker.
+
+    ``engine_only`` serves just the built-in engine (its API, delivery and health), for
+    `hybridvideo engine` on a node of its own.
+    """
     if container.admin_token is None:
         raise ConfigurationError(
             "the HTTP app needs an admin token: set HYBRIDVIDEO_ADMIN_TOKEN or build the "
@@ -64,11 +70,16 @@ def create_app(container: Container, *, run_worker: bool | None = None) -> FastA
     app.state.worker = None
     errors.install(app)
     app.include_router(health.router)
-    app.include_router(videos.router)
-    if container.archive.capabilities.serves_signed_urls:
-        from hybridvideo.api.routers import archive_files
+    if not engine_only:
+        app.include_router(videos.router)
+        if container.archive.capabilities.serves_signed_urls:
+            from hybridvideo.api.routers import archive_files
 
-        app.include_router(archive_files.build_router(container.archive))
+            app.include_router(archive_files.build_router(container.archive))
+    if container.engine is not None:
+        from hybridvideo.api.engine_mount import mount_engine
+
+        mount_engine(app, container)
 
     @app.middleware("http")
     async def request_context(

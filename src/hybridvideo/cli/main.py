@@ -113,6 +113,38 @@ def serve(
 
 @app.command()
 @friendly_errors
+def engine(
+    host: Annotated[str | None, typer.Option(help="[env: HYBRIDVIDEO_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="[env: HYBRIDVIDEO_PORT]")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run only the built-in Stream-compatible engine (API, delivery, its jobs)."""
+    import uvicorn
+
+    from hybridvideo.api.app import create_app
+
+    settings = _settings(data_dir, host=host, port=port, engine=True)
+    container = _container(settings, serving=True)
+    account, _ = (container.engine.account_id, None) if container.engine else ("?", None)
+    err.print(
+        f"engine: account {account}, API {settings.resolved_public_url}/client/v4, "
+        f"delivery {settings.resolved_engine_delivery_url}",
+        highlight=False,
+    )
+    try:
+        uvicorn.run(
+            create_app(container, engine_only=True),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+        )
+    finally:
+        container.close()
+
+
+@app.command()
+@friendly_errors
 def worker(
     concurrency: Annotated[
         int | None, typer.Option(help="Threads [env: HYBRIDVIDEO_WORKER_CONCURRENCY]")

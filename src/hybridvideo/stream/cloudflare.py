@@ -274,8 +274,10 @@ class CloudflareStream:
 
 
 def _webhook(made: Any) -> WebhookConfig:
-    data = made if isinstance(made, dict) else getattr(made, "model_dump", lambda **_: {})(
-        by_alias=True
+    data = (
+        made
+        if isinstance(made, dict)
+        else getattr(made, "model_dump", lambda **_: {})(by_alias=True)
     )
     url = data.get("notificationUrl") or data.get("notification_url")
     secret = data.get("secret")

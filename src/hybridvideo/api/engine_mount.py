@@ -1,0 +1,42 @@
+"""Mount the built-in engine (control API + delivery) on an app, wired to the queue."""
+
+from __future__ import annotations
+
+import shutil
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI
+
+from hybridvideo.container import Container
+from hybridvideo.engine.api import build_engine_router
+from hybridvideo.engine.delivery import build_delivery_router
+from hybridvideo.jobs import engine_ingest, engine_webhook
+
+
+def mount_engine(app: FastAPI, container: Container) -> None:
+    rt = container.engine
+    if rt is None:
+        return
+
+    def enqueue_ingest(uid: str) -> None:
+        container.queue.enqueue(engine_ingest.NAME, {"uid": uid})
+
+    def enqueue_webhook(_account_id: str, uid: str) -> None:
+        engine_webhook.enqueue_for(container, uid)
+
+    def delete_media(uid: str) -> None:
+        shutil.rmtree(rt.video_dir(uid), ignore_errors=True)
+
+    app.include_router(
+        build_engine_router(
+            store=rt.store,
+            account_id=rt.account_id,
+            api_token=rt.api_token,
+            delivery_base=rt.delivery_base,
+            enqueue_ingest=enqueue_ingest,
+            enqueue_webhook=enqueue_webhook,
+            delete_media=delete_media,
+        )
+    )
+    prefix = urlsplit(rt.delivery_base).path.rstrip("/") or "/delivery"
+    app.include_router(build_delivery_router(rt, prefix=prefix))

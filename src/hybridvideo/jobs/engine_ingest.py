@@ -1,0 +1,140 @@
+"""Ingest one copied video in the engine: fetch the source, encode the ladder, publish.
+
+States follow Cloudflare's: ``downloading`` (fetch) → ``queued`` → ``inprogress`` (encode,
+``pctComplete`` rising, ``readyToStream`` once the lowest rung plays) → ``ready`` or
+``error`` with a reason code. A failure of any kind ends in ``error`` — the job itself
+never fails, so a bad upload cannot wedge or crash a worker. Safe to repeat: a finished
+video is left alone, a fetched source is not fetched again, and the encoder replaces a
+half-written output folder. Then the account's webhook (if any) is queued.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import time
+from typing import TYPE_CHECKING, Any
+
+from hybridvideo.engine.delivery import MEDIA_DIR
+from hybridvideo.engine.encode import encode
+from hybridvideo.engine.fetch import FetchError, fetch
+from hybridvideo.engine.source import ERR_UNKNOWN, EncodeError
+from hybridvideo.errors import NotFound
+from hybridvideo.jobs import engine_webhook
+from hybridvideo.queue.base import JobSpec
+
+if TYPE_CHECKING:
+    from hybridvideo.container import Container
+    from hybridvideo.engine.runtime import EngineRuntime
+
+NAME = "engine.ingest"
+SOURCE_NAME = "source"
+log = logging.getLogger("hybridvideo.engine")
+
+
+def _lock(payload: Any) -> str:
+    return str(payload["uid"])
+
+
+#: No queue retries: failures are recorded on the video, which is what Stream does.
+SPEC = JobSpec(name=NAME, retries=0, lock_key=_lock, lock_ttl=6 * 3600)
+
+
+def ingest(rt: EngineRuntime, uid: str) -> str:
+    """Process ``uid``; returns the final state (``ready``/``error``/unchanged)."""
+    try:
+        video = rt.store.get_video(uid)
+    except NotFound:
+        return "deleted"
+    if video.state in ("ready", "error"):
+        return video.state
+    workdir = rt.video_dir(uid)
+    workdir.mkdir(parents=True, exist_ok=True)
+    source = workdir / SOURCE_NAME
+    try:
+        if not source.exists():
+            if not video.source_url:
+                raise FetchError("the video has no source URL")
+            rt.store.set_processing_state(uid, "downloading")
+            fetch(video.source_url, source)
+        rt.store.set_processing_state(uid, "queued")
+        rt.store.set_processing_state(uid, "inprogress", pct=0)
+        progress = _Progress(rt, uid)
+
+        def playable() -> None:
+            rt.store.set_processing_state(uid, "inprogress", ready_to_stream=True)
+
+        result = encode(
+            source,
+            workdir / MEDIA_DIR,
+            thumbnail_pct=video.thumbnail_timestamp_pct,
+            preset=rt.preset,
+            on_first_playable=playable,
+            on_progress=progress,
+        )
+        rt.store.set_processing_state(
+            uid,
+            "ready",
+            ready_to_stream=True,
+            media=result.to_dict(),
+            duration=result.duration,
+            width=result.width,
+            height=result.height,
+            size=result.size,
+        )
+        state = "ready"
+    except NotFound:
+        return "deleted"  # deleted while we worked: nothing to report
+    except (FetchError, EncodeError) as exc:
+        state = _fail(rt, uid, exc.code, exc.message, exc.detail)
+    except Exception as exc:  # a bug or the disk: still a clean error state, never a crash
+        log.exception("engine ingest crashed", extra={"video_uid": uid})
+        state = _fail(rt, uid, ERR_UNKNOWN, "the video could not be processed", repr(exc))
+    finally:
+        if source.exists() and _finished(rt, uid):
+            with contextlib.suppress(OSError):
+                source.unlink()  # the master lives in the archive; keep only renditions
+    return state
+
+
+def _finished(rt: EngineRuntime, uid: str) -> bool:
+    try:
+        return rt.store.get_video(uid).state in ("ready", "error")
+    except NotFound:
+        return True
+
+
+def _fail(rt: EngineRuntime, uid: str, code: str, text: str, detail: str | None) -> str:
+    log.warning("engine ingest failed", extra={"video_uid": uid, "code": code, "detail": detail})
+    with contextlib.suppress(NotFound):
+        rt.store.set_processing_state(uid, "error", error=(code, text), ready_to_stream=False)
+        shutil.rmtree(rt.video_dir(uid) / MEDIA_DIR, ignore_errors=True)
+    return "error"
+
+
+class _Progress:
+    """Writes ``pctComplete`` at most once a second (and only when it moved)."""
+
+    def __init__(self, rt: EngineRuntime, uid: str) -> None:
+        self.rt, self.uid, self.last, self.at = rt, uid, -1.0, 0.0
+
+    def __call__(self, pct: float) -> None:
+        now = time.monotonic()
+        if pct - self.last >= 1 and now - self.at >= 1 and pct < 100:
+            self.last, self.at = pct, now
+            self.rt.store.set_processing_state(self.uid, "inprogress", pct=pct)
+
+
+def register(container: Container) -> None:
+    rt = container.engine
+    if rt is None:
+        return
+
+    def handler(uid: str) -> str:
+        state = ingest(rt, uid)
+        if state in ("ready", "error"):
+            engine_webhook.enqueue_for(container, uid)
+        return state
+
+    container.queue.register(SPEC, handler)
