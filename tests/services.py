@@ -154,13 +154,13 @@ def postgres_database(server_url: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def serve_asgi(app: object) -> Iterator[str]:
-    """Run an ASGI app with uvicorn on a free loopback port; yields its base URL."""
+def serve_asgi(app: object, *, port: int | None = None) -> Iterator[str]:
+    """Run an ASGI app with uvicorn on a (free) loopback port; yields its base URL."""
     import threading
 
     import uvicorn
 
-    port = free_port()
+    port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

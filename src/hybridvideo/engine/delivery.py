@@ -41,7 +41,8 @@ from hybridvideo.errors import NotFound
 from hybridvideo.stream.tokens import InvalidToken, verify_token
 
 _UID = re.compile(r"^[0-9a-f]{32}$")
-_REL = re.compile(r"^[A-Za-z0-9_-]{1,32}(/[A-Za-z0-9_.-]{1,64})?$")
+#: ``master.m3u8`` or ``v0/seg_00001.m4s``: one or two plain names, none starting with a dot.
+_REL = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}(/[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63})?$")
 MEDIA_DIR = "media"
 CONTENT_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl",
