@@ -21,7 +21,7 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert ready.status_code == 200
     assert ready.json() == {
         "status": "ready",
-        "checks": {"catalog": "ok", "archive": "ok", "queue": "ok"},
+        "checks": {"catalog": "ok", "archive": "ok", "queue": "ok", "engine": "ok"},
     }
 
 

@@ -52,7 +52,7 @@ from hybridvideo.engine.models import (
     Webhook,
     WebhookDelivery,
 )
-from hybridvideo.errors import InvalidInput, NotFound
+from hybridvideo.errors import BackendUnavailable, InvalidInput, NotFound
 
 MAX_CREATOR = 64
 _WAITING = ("pendingupload", "downloading")
@@ -116,6 +116,17 @@ class EngineStore:
         self._writer = sessionmaker(
             engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
         )
+
+    def ping(self) -> None:
+        """Raise ``BackendUnavailable`` unless the engine's tables answer and are current."""
+        from hybridvideo.engine.migrate import head_revision, revision_of
+
+        with translate_errors(), self._reader.begin() as session:
+            current = revision_of(session.connection())
+        if current != head_revision():
+            raise BackendUnavailable(
+                "the engine's tables are not migrated; run `hybridvideo db upgrade`"
+            )
 
     @contextmanager
     def _tx(self, *, write: bool = False) -> Iterator[Session]:

@@ -31,6 +31,8 @@ def readyz(container: ContainerDep, request: Request) -> JSONResponse:
         "archive": container.archive.ping,
         "queue": container.queue.ping,
     }
+    if container.engine is not None:
+        pings["engine"] = container.engine.store.ping
     for name, ping in pings.items():
         try:
             ping()
