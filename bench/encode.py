@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -74,27 +76,37 @@ def hand_written_command(src: Path, out: Path, height: int, fps: int) -> list[st
     return argv
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (the ffmpeg runs):
+    far steadier than wall time on a shared machine."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run_hand(src: Path, work: Path, height: int, fps: int) -> dict[str, float]:
     out = work / "hand"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    start = time.monotonic()
+    start, cpu = time.monotonic(), cpu_seconds()
     subprocess.run(hand_written_command(src, out, height, fps), check=True, timeout=3600)
-    return {"done": time.monotonic() - start}
+    return {"done": time.monotonic() - start, "cpu": cpu_seconds() - cpu}
 
 
 def run_engine(src: Path, work: Path, early: bool) -> dict[str, float]:
     out = work / ("early" if early else "onepass")
     shutil.rmtree(out, ignore_errors=True)
     marks: dict[str, float] = {}
-    start = time.monotonic()
-    encode(
-        src,
-        out,
-        early_first_rung=early,
-        on_first_playable=lambda: marks.setdefault("first", time.monotonic() - start),
-    )
+    start, cpu = time.monotonic(), cpu_seconds()
+
+    def first_playable() -> None:
+        marks.setdefault("first", time.monotonic() - start)
+
+    encode(src, out, early_first_rung=early, on_first_playable=first_playable)
     marks["done"] = time.monotonic() - start
+    marks["cpu"] = cpu_seconds() - cpu
     return marks
 
 
@@ -102,6 +114,11 @@ def _fmt(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.1f} s"
     return f"{statistics.median(values):.1f} s (median; {min(values):.1f}-{max(values):.1f})"
+
+
+def _round_cell(marks: dict[str, float]) -> str:
+    first = f"{marks['first']:.1f} / " if "first" in marks else ""
+    return f"{first}{marks['done']:.1f} / {marks['cpu']:.1f}"
 
 
 def main() -> int:
@@ -140,24 +157,38 @@ def main() -> int:
     def col(name: str, key: str) -> list[float]:
         return [m[key] for m in runs[name] if key in m]
 
-    ratio = statistics.median(col("default", "done")) / statistics.median(col("hand", "done"))
-    ratio_other = statistics.median(col("other", "done")) / statistics.median(col("hand", "done"))
+    def ratio(name: str, key: str) -> float:
+        return statistics.median(col(name, key)) / statistics.median(col("hand", key))
+
     label = {True: "early first rung (2 passes)", False: "one pass"}
+    names = {"default": f"default ({label[default]})", "hand": "hand-written",
+             "other": label[other]}  # fmt: skip
     lines = [
         f"Source: {args.seconds:g} s {args.size} @ {args.fps} fps `testsrc2` + sine, H.264/AAC; "
         f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
         f"ffmpeg from imageio-ffmpeg, x264 `veryfast`; {args.rounds} round(s), order "
         f"alternated. Load average before/after: {load_before[0]:.2f}/{load_after[0]:.2f}.",
         "",
-        "| run | first playable | done | vs hand-written |",
-        "|---|---|---|---|",
+        "| run | first playable | done (wall) | wall vs hand | CPU (user+sys) | CPU vs hand |",
+        "|---|---|---|---|---|---|",
         f"| engine, default = {label[default]} | {_fmt(col('default', 'first'))} "
-        f"| {_fmt(col('default', 'done'))} | {ratio:.3f}x |",
-        f"| hand-written ffmpeg command | - | {_fmt(col('hand', 'done'))} | 1.000x |",
+        f"| {_fmt(col('default', 'done'))} | {ratio('default', 'done'):.3f}x "
+        f"| {_fmt(col('default', 'cpu'))} | {ratio('default', 'cpu'):.3f}x |",
+        f"| hand-written ffmpeg command | - | {_fmt(col('hand', 'done'))} | 1.000x "
+        f"| {_fmt(col('hand', 'cpu'))} | 1.000x |",
         f"| engine, {label[other]} | {_fmt(col('other', 'first'))} "
-        f"| {_fmt(col('other', 'done'))} | {ratio_other:.3f}x |",
+        f"| {_fmt(col('other', 'done'))} | {ratio('other', 'done'):.3f}x "
+        f"| {_fmt(col('other', 'cpu'))} | {ratio('other', 'cpu'):.3f}x |",
     ]
+    lines += ["", "Each round (seconds; first playable / done / CPU):", ""]
+    lines += ["| round | " + " | ".join(names[n] for n in runs) + " |", "|---|---|---|---|"]
+    for i in range(args.rounds):
+        cells = [_round_cell(runs[n][i]) for n in runs]
+        lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
     say("\n".join(lines))
+    hand = hand_written_command(Path("source.mp4"), Path("out"), height, args.fps)
+    lines += ["", "The hand-written command (run 2):", "", "```", shlex.join(["ffmpeg", *hand[1:]])]
+    lines += ["```"]
     if not args.no_write:
         cmd = " ".join(sys.argv[1:])
         write_section(lines, f".venv/bin/python bench/encode.py {cmd}".strip())
@@ -168,7 +199,7 @@ def write_section(lines: list[str], command: str) -> None:
     """Replace (or add) the Encoding section of RESULTS.md, leaving the others alone."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     body = "\n".join([SECTION, "", f"Command: `{command}`", "", *lines, ""])
-    start = text.find(SECTION)
+    start = text.find(SECTION + "\n")  # not "## Encoding: notes", which is kept as written
     if start < 0:
         text = text.rstrip("\n") + "\n\n" + body
     else:

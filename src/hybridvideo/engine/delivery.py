@@ -124,7 +124,7 @@ class Gate:
         return video, signed, cors
 
     def file(self, uid: str, rel: str) -> Path:
-        if not _REL.match(rel) or ".." in rel:
+        if not _REL.match(rel) or ".." in rel or Path(rel).suffix not in CONTENT_TYPES:
             raise Denied(404, "NOT_FOUND", "no such file")
         root = (self.rt.video_dir(uid) / MEDIA_DIR).resolve()
         path = (root / rel).resolve()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from hybridvideo.engine.delivery import MEDIA_DIR
 from hybridvideo.engine.encode import encode
+from hybridvideo.engine.encode_result import RESULT_NAME
 from hybridvideo.engine.fetch import FetchError, fetch
 from hybridvideo.engine.source import ERR_UNKNOWN, EncodeError
 from hybridvideo.errors import NotFound
@@ -61,13 +62,16 @@ def ingest(rt: EngineRuntime, uid: str) -> str:
         rt.store.set_processing_state(uid, "queued")
         rt.store.set_processing_state(uid, "inprogress", pct=0)
         progress = _Progress(rt, uid)
+        out_dir = workdir / MEDIA_DIR
+        if out_dir.exists() and not (out_dir / RESULT_NAME).exists():
+            shutil.rmtree(out_dir)  # a worker killed mid-encode left a partial ladder
 
         def playable() -> None:
             rt.store.set_processing_state(uid, "inprogress", ready_to_stream=True)
 
         result = encode(
             source,
-            workdir / MEDIA_DIR,
+            out_dir,
             thumbnail_pct=video.thumbnail_timestamp_pct,
             preset=rt.preset,
             on_first_playable=playable,

@@ -127,7 +127,7 @@ def read_track(out: Path, folder: str) -> bytes:
 
 
 def keyframe_times(data: bytes) -> list[Fraction]:
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), "r") as container:
         stream = container.streams.video[0]
         return [
             p.pts * p.time_base
@@ -145,10 +145,10 @@ def test_rungs_have_the_planned_resolutions(encoded: Encoded) -> None:
         (p.name, p.width, p.height) for p in planned
     ]
     for i, rung in enumerate(planned):
-        with av.open(io.BytesIO(read_track(encoded.out, f"v{i}"))) as container:
+        with av.open(io.BytesIO(read_track(encoded.out, f"v{i}")), "r") as container:
             first = next(container.decode(video=0))
             assert (first.width, first.height) == (rung.width, rung.height)
-        with av.open(io.BytesIO(read_track(encoded.out, f"v{i}"))) as container:
+        with av.open(io.BytesIO(read_track(encoded.out, f"v{i}")), "r") as container:
             packets = [p for p in container.demux(video=0) if p.size]
             assert len(packets) == SECONDS * 25  # every frame, none dropped or duplicated
 
