@@ -139,13 +139,24 @@ def _read_or_create_hex(path: Path) -> str:
     return value
 
 
-def build_stream(settings: Settings) -> StreamProvider:
+def build_stream(
+    settings: Settings, *, max_retries: int = 5, timeout: float = 30.0, create: bool = True
+) -> StreamProvider:
     """The Stream client: Cloudflare or an engine, by ``resolved_stream_api_url`` alone."""
     from hybridvideo.stream.cloudflare import CloudflareStream
 
-    account, token = stream_credentials(settings)
+    account, token = stream_credentials(settings, create=create)
+    if not account or not token:
+        raise ConfigurationError(
+            "no Stream account id / API token: set CLOUDFLARE_ACCOUNT_ID and "
+            "CLOUDFLARE_STREAM_TOKEN (or start `hybridvideo serve` once to make the engine's)"
+        )
     return CloudflareStream(
-        account_id=account, api_token=token, base_url=settings.resolved_stream_api_url
+        account_id=account,
+        api_token=token,
+        base_url=settings.resolved_stream_api_url,
+        max_retries=max_retries,
+        timeout=timeout,
     )
 
 

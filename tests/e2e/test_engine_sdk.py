@@ -249,3 +249,16 @@ def test_webhooks_arrive_signed(world: dict[str, Any], ready: dict[str, Any]) ->
         time.sleep(0.2)
     body, header = next((b, h) for b, h in origin.hooks if ready["uid"].encode() in b)
     WebhookVerifier(ready["hook_secret"], replay_cache=MemoryReplayCache()).verify(header, body)
+
+
+def test_iframe_player_page(world: dict[str, Any], ready: dict[str, Any]) -> None:
+    token = sign_token(ready["key"], ready["uid"], expires_in=600)
+    page = httpx.get(
+        delivery(world, token, "iframe") + "?autoplay=true&muted=true&hlsjs=https://evil.test/x.js",
+        headers=ALLOWED,
+    )
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "manifest/video.m3u8" in page.text and "autoplay muted" in page.text
+    assert "evil.test" not in page.text  # the script URL is configuration, not input
+    assert f'<base href="/delivery/{token}/">' in page.text
+    denied(httpx.get(delivery(world, ready["uid"], "iframe"), headers=ALLOWED), 401)

@@ -49,6 +49,22 @@ def test_keys_create_store_print_and_revoke(
                 lines["HYBRIDVIDEO_STREAM_SIGNING_KEY_ID"], lines["HYBRIDVIDEO_STREAM_SIGNING_KEY"]
             )
 
+            # doctor reaches the Stream API the client is pointed at, and says when it can't.
+            monkeypatch.setenv("HYBRIDVIDEO_STREAM_API_URL", f"http://127.0.0.1:{port}/client/v4")
+            doctor = runner.invoke(app, ["doctor", "--data-dir", str(data)])
+            assert doctor.exit_code == 0, doctor.stdout
+            assert "video(s) stored" in doctor.stdout
+            monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", container.engine.account_id)
+            monkeypatch.setenv("CLOUDFLARE_STREAM_TOKEN", "wrong-token-wrong-token")
+            doctor = runner.invoke(app, ["doctor", "--data-dir", str(data)])
+            assert doctor.exit_code == 1 and "CLOUDFLARE_STREAM_TOKEN" in doctor.stdout
+            for name in (
+                "HYBRIDVIDEO_STREAM_API_URL",
+                "CLOUDFLARE_ACCOUNT_ID",
+                "CLOUDFLARE_STREAM_TOKEN",
+            ):
+                monkeypatch.delenv(name)
+
             revoked = runner.invoke(app, ["keys", "revoke", stored["id"], "--data-dir", str(data)])
             assert revoked.exit_code == 0
             assert stored["id"] not in container.engine.store.live_public_keys(

@@ -15,7 +15,13 @@ from rich.console import Console
 from rich.table import Table
 
 from hybridvideo.config import Settings, load_settings
-from hybridvideo.container import build_archive, build_catalog, build_queue, secret_from
+from hybridvideo.container import (
+    build_archive,
+    build_catalog,
+    build_queue,
+    build_stream,
+    secret_from,
+)
 from hybridvideo.errors import ConfigurationError, HybridVideoError
 
 Check = tuple[str, bool, str]
@@ -81,11 +87,14 @@ def _ffmpeg() -> str:
 
 
 def _stream(settings: Settings) -> str:
-    if settings.cloudflare_account_id and settings.cloudflare_stream_token:
-        return f"Cloudflare Stream account {settings.cloudflare_account_id} (token set)"
-    if settings.cloudflare_account_id or settings.cloudflare_stream_token:
+    """Where delivery goes, and (for a remote service) that the API accepts our token."""
+    if bool(settings.cloudflare_account_id) != bool(settings.cloudflare_stream_token):
         raise ValueError("set both CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_STREAM_TOKEN, or neither")
-    return "Cloudflare Stream not configured (no credentials set)"
+    url = settings.resolved_stream_api_url
+    if settings.runs_engine and settings.stream_api_url is None:
+        return f"built-in engine, served by `hybridvideo serve` at {url}"
+    usage = build_stream(settings, max_retries=0, timeout=10, create=False).storage_usage()
+    return f"{url}: {usage.video_count} video(s) stored"
 
 
 def run_doctor(console: Console, data_dir: Path | None) -> int:

@@ -54,7 +54,8 @@ def _errors(what: str) -> Iterator[None]:
         ) from None
     except cloudflare.PermissionDeniedError as exc:
         raise StreamAuthError(
-            "the Stream API token lacks permission for this account (Stream Edit needed)",
+            "the Stream API refused the token for this account: check CLOUDFLARE_STREAM_TOKEN "
+            "(it needs Stream Edit permission) and CLOUDFLARE_ACCOUNT_ID",
             detail=str(exc),
         ) from None
     except cloudflare.NotFoundError as exc:
