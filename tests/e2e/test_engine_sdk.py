@@ -203,6 +203,14 @@ def test_every_denied_case_gets_no_media(world: dict[str, Any], ready: dict[str,
     good = sign_token(key, uid, expires_in=600)
     denied(httpx.get(delivery(world, good), headers={"Origin": "https://evil.example"}), 403)
     denied(httpx.get(delivery(world, good)), 403)  # neither Origin nor Referer
+    for bad_origin in (
+        "https://app.example.com:99999",
+        "http://[::1",
+        "https://app.example.com:8443",
+    ):
+        denied(httpx.get(delivery(world, good), headers={"Origin": bad_origin}), 403)
+    by_referer = httpx.get(delivery(world, good), headers={"Referer": "https://app.example.com/p"})
+    assert by_referer.status_code == 200 and "private" in by_referer.headers["cache-control"]
     for rest in ("manifest/encode.json", "manifest/../source", "manifest/v0/..%2F..%2Fsource"):
         denied(httpx.get(delivery(world, good, rest), headers=ALLOWED), 404)
     blocked = sign_token(

@@ -66,19 +66,38 @@ def _deny(exc: Denied) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status, headers={"Cache-Control": "no-store"})
 
 
+def _site(source: str) -> tuple[str, int] | None:
+    """``(host, port)`` of an Origin/Referer value (default port by scheme), or None."""
+    try:
+        parts = urlsplit(source)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not host:
+        return None
+    return host, port or (443 if parts.scheme == "https" else 80)
+
+
 def origin_allowed(allowed: list[str], request: Request) -> str | None:
-    """The matching origin (for CORS), ``"*"`` when unrestricted; raise Denied otherwise."""
+    """The matching origin (for CORS), ``"*"`` when unrestricted; raise Denied otherwise.
+
+    Patterns are Cloudflare's: ``example.com``, ``*.example.com`` (subdomains, not the
+    apex) and ``host:port``; a pattern without a port matches only the default ports.
+    """
     origin = request.headers.get("origin")
     if not allowed:
         return origin or "*"
     source = origin or request.headers.get("referer")
-    host = urlsplit(source).hostname if source else None
-    if not host:
+    site = _site(source) if source else None
+    if site is None:
         raise Denied(403, "ORIGIN_REQUIRED", "this video may only be played on its allowed sites")
-    port = urlsplit(source).port if source else None
+    host, port = site
     for pattern in allowed:
         want_host, _, want_port = pattern.lower().partition(":")
-        if want_port and str(port) != want_port:
+        if want_port:
+            if str(port) != want_port:
+                continue
+        elif port not in (80, 443):
             continue
         if want_host.startswith("*."):
             if host.endswith(want_host[1:]) and host != want_host[2:]:
@@ -121,7 +140,8 @@ class Gate:
         cors = origin_allowed(list(video.allowed_origins), request)
         if not video.ready_to_stream:
             raise Denied(404, "NOT_READY", "the video is not ready to stream yet")
-        return video, signed, cors
+        # Origin-restricted answers must not be reused by a shared cache for other sites.
+        return video, signed or bool(video.allowed_origins), cors
 
     def file(self, uid: str, rel: str) -> Path:
         if not _REL.match(rel) or ".." in rel or Path(rel).suffix not in CONTENT_TYPES:
@@ -143,7 +163,7 @@ def _file(path: Path, *, signed: bool, cors: str | None, playlist: bool) -> File
     if cors:
         headers["Access-Control-Allow-Origin"] = cors
         if cors != "*":
-            headers["Vary"] = "Origin"
+            headers["Vary"] = "Origin, Referer"
     media_type = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
     return FileResponse(path, media_type=media_type, headers=headers)
 

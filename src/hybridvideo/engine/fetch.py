@@ -14,7 +14,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -54,7 +54,7 @@ def probe_size(client: httpx.Client, url: str) -> int | None:
             if first.status_code >= 400:
                 raise FetchError(f"the origin answered {first.status_code}")
             return _total_from(first) if first.status_code == 206 else None
-    except httpx.HTTPError as exc:
+    except _CLIENT_ERRORS as exc:
         raise FetchError("the origin could not be reached", detail=repr(exc)) from None
 
 
@@ -69,7 +69,7 @@ def fetch(
     on_progress: Callable[[int, int | None], None] | None = None,
 ) -> int:
     """Download ``url`` to ``dest`` (atomically); return the byte count."""
-    if not url.startswith(("http://", "https://")):
+    if not url.lower().startswith(("http://", "https://")):
         raise FetchError("the source URL must be http:// or https://")
     own = client is None
     http = client or httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
@@ -123,25 +123,41 @@ def _ranged(
     return offset
 
 
+#: httpx raises more than HTTPError for URLs it cannot use (bad IDNA hosts, ``a..b``).
+_CLIENT_ERRORS = (httpx.HTTPError, httpx.InvalidURL, UnicodeError, ValueError)
+
+
+def _bounded(response: httpx.Response, limit: int) -> Iterator[bytes]:
+    """The body, but never more than ``limit`` bytes (a lying origin cannot flood memory)."""
+    got = 0
+    for data in response.iter_bytes(1024 * 1024):
+        got += len(data)
+        if got > limit:
+            raise FetchError("the origin sent more bytes than the range asked for")
+        yield data
+
+
 def _range_with_retries(
     http: httpx.Client, url: str, start: int, end: int, attempts: int
 ) -> bytes | None:
     last: str = ""
     for attempt in range(attempts):
         try:
-            response = http.get(url, headers={"Range": f"bytes={start}-{end}"})
-            if response.status_code == 200 and start == 0:
-                return None
-            if response.status_code == 206:
-                data = response.content
-                if len(data) == end - start + 1:
-                    return data
-                last = f"short range: {len(data)} of {end - start + 1} bytes"
-            elif response.status_code < 500 and response.status_code != 429:
-                raise FetchError(f"the origin answered {response.status_code} for a range")
-            else:
-                last = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
+            want = end - start + 1
+            with http.stream("GET", url, headers={"Range": f"bytes={start}-{end}"}) as response:
+                # Decide before reading: an origin ignoring Range would send the whole file.
+                if response.status_code == 200 and start == 0:
+                    return None
+                if response.status_code == 206:
+                    data = b"".join(_bounded(response, want))
+                    if len(data) == want:
+                        return data
+                    last = f"short range: {len(data)} of {want} bytes"
+                elif response.status_code < 500 and response.status_code != 429:
+                    raise FetchError(f"the origin answered {response.status_code} for a range")
+                else:
+                    last = f"HTTP {response.status_code}"
+        except _CLIENT_ERRORS as exc:
             last = repr(exc)
         time.sleep(min(2.0, 0.2 * 2**attempt))
     raise FetchError("the origin kept failing a byte range", detail=last)
@@ -169,7 +185,7 @@ def _stream_whole(
                 write(data)
                 if on_progress:
                     on_progress(done, expected)
-    except httpx.HTTPError as exc:
+    except _CLIENT_ERRORS as exc:
         raise FetchError("the download from the origin broke off", detail=repr(exc)) from None
     if expected is not None and done != expected:
         raise FetchError(f"the origin sent {done} of {expected} bytes")

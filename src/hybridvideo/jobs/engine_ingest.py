@@ -43,13 +43,14 @@ SPEC = JobSpec(name=NAME, retries=0, lock_key=_lock, lock_ttl=6 * 3600)
 
 
 def ingest(rt: EngineRuntime, uid: str) -> str:
-    """Process ``uid``; returns the final state (``ready``/``error``/unchanged)."""
+    """Process ``uid``; returns ``ready``/``error`` when *this run* finished it, else
+    ``done`` (already finished: nothing to do or announce) or ``deleted``."""
     try:
         video = rt.store.get_video(uid)
     except NotFound:
         return "deleted"
     if video.state in ("ready", "error"):
-        return video.state
+        return "done"
     workdir = rt.video_dir(uid)
     workdir.mkdir(parents=True, exist_ok=True)
     source = workdir / SOURCE_NAME

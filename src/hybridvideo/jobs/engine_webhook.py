@@ -86,7 +86,7 @@ def deliver(rt: EngineRuntime, delivery_id: str, *, client: httpx.Client | None 
             rt.store.update_delivery(delivery_id, state="delivered", last_status=status)
             return "delivered"
         error = f"HTTP {status}"
-    except httpx.HTTPError as exc:
+    except Exception as exc:  # any failure to POST to the subscriber's URL is one attempt
         error = type(exc).__name__
     if delivery.attempts + 1 >= rt.webhook_attempts:
         rt.store.update_delivery(delivery_id, state="failed", last_status=status, last_error=error)

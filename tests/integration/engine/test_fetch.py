@@ -124,3 +124,32 @@ def test_size_limit(origin: str, tmp_path: Path) -> None:
     with pytest.raises(FetchError, match="larger than"):
         fetch(f"{origin}/no-ranges.mp4", tmp_path / "s", max_size=1000)
     assert list(tmp_path.iterdir()) == []
+
+
+async def ignores_range(request: Request) -> Response:
+    if request.method == "HEAD":
+        return Response(headers={"content-length": str(len(BODY))})
+    state["ignored"] = state.get("ignored", 0) + 1
+    return Response(BODY)
+
+
+app.router.routes.append(Route("/ignores-range.mp4", ignores_range, methods=["GET", "HEAD"]))
+
+
+def test_origin_that_ignores_ranges_is_read_once_streaming(origin: str, tmp_path: Path) -> None:
+    state["ignored"] = 0
+    assert fetch(f"{origin}/ignores-range.mp4", tmp_path / "s", chunk=64 * 1024) == len(BODY)
+    assert (tmp_path / "s").read_bytes() == BODY
+    assert state["ignored"] == 2  # the refused range probe (not read) and one full read
+
+
+@pytest.mark.parametrize("url", ["HTTP://{origin}/good.mp4", "Http://{origin}/good.mp4"])
+def test_scheme_is_case_insensitive(origin: str, tmp_path: Path, url: str) -> None:
+    target = url.format(origin=origin.removeprefix("http://"))
+    assert fetch(target, tmp_path / "s", chunk=64 * 1024) == len(BODY)
+
+
+@pytest.mark.parametrize("url", ["http://a..b/x.mp4", "http://xn--a.xn--/x.mp4"])
+def test_unusable_hosts_are_fetch_errors(tmp_path: Path, url: str) -> None:
+    with pytest.raises(FetchError):
+        fetch(url, tmp_path / "s", attempts=1)

@@ -139,3 +139,33 @@ def test_removed_webhook_fails_the_delivery_quietly(runtime: EngineRuntime) -> N
     runtime.store.delete_webhook(ACCOUNT)
     assert deliver(runtime, d.id) == "failed"
     assert runtime.store.get_delivery(d.id).attempts == 0
+
+
+def test_unusable_url_still_counts_attempts_and_gives_up(runtime: EngineRuntime) -> None:
+    runtime.store.put_webhook(ACCOUNT, "http://127.0.0.1:1/hook")
+    uid = finished_video(runtime)
+    d = runtime.store.record_delivery(ACCOUNT, uid, "http://a..b/hook")
+    # A client that fails the way httpx does on a URL it cannot even parse.
+    bad = httpx.Client(
+        transport=httpx.MockTransport(lambda r: (_ for _ in ()).throw(UnicodeError("idna")))
+    )
+    for _ in range(runtime.webhook_attempts - 1):
+        with pytest.raises(DeliveryFailed):
+            deliver(runtime, d.id, client=bad)
+    assert deliver(runtime, d.id, client=bad) == "failed"
+    record = runtime.store.get_delivery(d.id)
+    assert record.attempts == runtime.webhook_attempts and record.last_error == "UnicodeError"
+
+
+def test_sweep_finds_stalled_videos(runtime: EngineRuntime) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from hybridvideo.jobs.engine_sweep import stale_videos
+
+    stuck = runtime.store.create_video(ACCOUNT, source_url="http://x/a.mp4")
+    runtime.store.set_processing_state(stuck.uid, "inprogress", pct=12)
+    done = finished_video(runtime)
+    assert stale_videos(runtime) == []  # fresh: an ingest may be running
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert stale_videos(runtime, now=later) == [stuck.uid]
+    assert done not in stale_videos(runtime, now=later)
