@@ -1,0 +1,1 @@
+"""Ways a video enters hybridvideo from outside: resumable uploads first."""
