@@ -258,6 +258,7 @@ def build_engine(
         delivery_base=settings.resolved_engine_delivery_url,
         country_header=settings.engine_country_header,
         preset=settings.engine_preset,
+        early_first_rung=settings.engine_early_first_rung,
     )
     return runtime, sql.dispose
 

@@ -17,6 +17,8 @@ class EngineRuntime:
     delivery_base: str
     country_header: str = "CF-IPCountry"
     preset: str = "veryfast"
+    #: See bench/RESULTS.md: playable ~5x sooner, done ~10-20% later.
+    early_first_rung: bool = False
     #: hls.js for the /iframe player in browsers without native HLS.
     player_script_url: str = "https://cdn.jsdelivr.net/npm/hls.js@1/dist/hls.min.js"
     #: Webhook deliveries are tried this many times (2 s, 4 s, 8 s ... apart) before giving up.

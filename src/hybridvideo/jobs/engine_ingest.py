@@ -75,6 +75,7 @@ def ingest(rt: EngineRuntime, uid: str) -> str:
             out_dir,
             thumbnail_pct=video.thumbnail_timestamp_pct,
             preset=rt.preset,
+            early_first_rung=rt.early_first_rung,
             on_first_playable=playable,
             on_progress=progress,
         )
