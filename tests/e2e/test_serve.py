@@ -165,3 +165,37 @@ def test_worker_command_on_redis(tmp_path: Path, redis_url: str, sample_video: P
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
+
+
+def test_engine_command_serves_only_the_engine(tmp_path: Path) -> None:
+    from hybridvideo.container import stream_credentials
+    from hybridvideo.stream.cloudflare import CloudflareStream
+
+    data_dir = tmp_path / "data"
+    port = free_port()
+    env = env_for(data_dir, HYBRIDVIDEO_PUBLIC_URL=f"http://127.0.0.1:{port}")
+    proc = subprocess.Popen(
+        [*HV, "engine", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        assert wait_until(ready, 20)
+        assert "engine" in httpx.get(f"{base}/readyz").json()["checks"]
+        account, token = stream_credentials(load_settings(data_dir=data_dir), create=False)
+        client = CloudflareStream(account_id=account, api_token=token, base_url=f"{base}/client/v4")
+        assert client.storage_usage().video_count == 0
+        assert httpx.get(f"{base}/api/v1/videos").status_code == 404  # no catalog API here
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
