@@ -13,12 +13,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from hybridvideo.catalog.sql.engine import create_catalog_engine
-from hybridvideo.engine import migrate
 from hybridvideo.engine.runtime import EngineRuntime
 from hybridvideo.engine.store import EngineStore
 from hybridvideo.jobs.engine_ingest import ingest
 from hybridvideo.media.testclip import make_test_clip
+from tests.integration.engine.runtime import engine_runtime
 from tests.services import serve_asgi
 
 ACCOUNT = "b" * 32
@@ -51,18 +50,8 @@ class Recording(EngineStore):
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[EngineRuntime]:
-    url = f"sqlite:///{tmp_path / 'engine.db'}"
-    migrate.upgrade(url)
-    engine = create_catalog_engine(url)
-    yield EngineRuntime(
-        store=Recording(engine),
-        account_id=ACCOUNT,
-        api_token="t" * 32,
-        media_root=tmp_path / "media",
-        delivery_base="http://127.0.0.1:1/delivery",
-        preset="ultrafast",
-    )
-    engine.dispose()
+    with engine_runtime(tmp_path, ACCOUNT, store_class=Recording, preset="ultrafast") as rt:
+        yield rt
 
 
 @pytest.mark.parametrize("early", [False, True])

@@ -14,12 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hybridvideo.catalog.sql.engine import create_catalog_engine
-from hybridvideo.engine import migrate
 from hybridvideo.engine.runtime import EngineRuntime
-from hybridvideo.engine.store import EngineStore
 from hybridvideo.jobs.engine_webhook import DeliveryFailed, deliver
 from hybridvideo.stream.webhooks import InvalidWebhook, MemoryReplayCache, WebhookVerifier
+from tests.integration.engine.runtime import engine_runtime
 from tests.services import free_port, serve_asgi
 
 ACCOUNT = "a" * 32
@@ -50,18 +48,8 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[EngineRuntime]:
-    url = f"sqlite:///{tmp_path / 'engine.db'}"
-    migrate.upgrade(url)
-    engine = create_catalog_engine(url)
-    yield EngineRuntime(
-        store=EngineStore(engine),
-        account_id=ACCOUNT,
-        api_token="t" * 32,
-        media_root=tmp_path / "media",
-        delivery_base="http://127.0.0.1:1/delivery",
-        webhook_attempts=3,
-    )
-    engine.dispose()
+    with engine_runtime(tmp_path, ACCOUNT, webhook_attempts=3) as rt:
+        yield rt
 
 
 def finished_video(rt: EngineRuntime) -> str:

@@ -9,14 +9,16 @@ password would trip configparser interpolation); the ``env.py`` scripts read it 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, MetaData
 
 from hybridvideo.catalog.sql.engine import create_catalog_engine, normalize_database_url
 
@@ -72,3 +74,67 @@ class AlembicHistory:
 
     def is_up_to_date(self, url: str) -> bool:
         return self.current_revision(url) == self.head_revision()
+
+
+def run_env(
+    *,
+    name: str,
+    target_metadata: MetaData,
+    include_name: Callable[[str | None, str, object], bool],
+    version_table: str = DEFAULT_VERSION_TABLE,
+) -> None:
+    """The body of an ``env.py``: offline (``--sql``) or online, for one history.
+
+    The URL (or an open connection, for tests and embedding) comes from
+    ``Config.attributes``; a ``sqlalchemy.url`` main option is honoured too so the stock
+    ``alembic`` command works with a hand-written ini. Connections come from
+    :func:`create_catalog_engine`, so migrations see the application's SQLite pragmas.
+    """
+    from alembic import context
+
+    config = context.config
+
+    def url() -> str:
+        given = config.attributes.get(URL_ATTRIBUTE) or config.get_main_option("sqlalchemy.url")
+        if not given:
+            raise RuntimeError(f"no database URL given to the {name} migrations")
+        return normalize_database_url(str(given))
+
+    options: dict[str, Any] = {
+        "target_metadata": target_metadata,
+        "version_table": version_table,
+        "compare_type": True,
+        "include_name": include_name,
+    }
+    if context.is_offline_mode():
+        offline_url = url()
+        context.configure(
+            url=offline_url,
+            literal_binds=True,
+            render_as_batch=offline_url.startswith("sqlite"),
+            **options,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
+    def migrate(connection: Connection) -> None:
+        # SQLite cannot ALTER most things; batch mode recreates the table instead.
+        context.configure(
+            connection=connection,
+            render_as_batch=connection.dialect.name == "sqlite",
+            **options,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    given = config.attributes.get(CONNECTION_ATTRIBUTE)
+    if isinstance(given, Connection):
+        migrate(given)
+        return
+    engine = create_catalog_engine(url())
+    try:
+        with engine.connect() as connection:
+            migrate(connection)
+    finally:
+        engine.dispose()
