@@ -471,6 +471,9 @@ class UploadInfo:
     is_final: bool = False
     partial_ids: tuple[str, ...] = ()
     expires_at: datetime | None = None
+    #: What the application records about the upload (ingest outcome, archive key, who
+    #: created it). Stores keep it with the info; it is never sent in a tus header.
+    notes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_complete(self) -> bool:

@@ -18,7 +18,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -39,10 +39,22 @@ def is_upload_id(value: str) -> bool:
 
 
 class UploadStore(Protocol):
-    """The storage an upload handler needs; every method is blocking (call it off-loop)."""
+    """The storage an upload handler needs; every method is blocking (call it off-loop).
+
+    Every store keeps its state where any process sharing the storage can find it (a
+    local folder, or the S3 bucket itself), so a restarted or second server continues an
+    upload. The recorded offset never runs ahead of stored bytes.
+
+    Errors are :class:`TusError` (404 unknown/malformed id, 409 offset, 413, 460, 400)
+    or a domain ``BackendUnavailable`` when the storage cannot be reached.
+    """
 
     def create(self, info: UploadInfo) -> UploadInfo:
-        """Record a new upload (``info.offset`` is 0); its id comes from :func:`new_upload_id`."""
+        """Record a new upload (``info.offset`` is 0); its id comes from :func:`new_upload_id`.
+
+        ``is_partial``, ``expires_at`` and ``notes`` are recorded as given. Final
+        (concatenated) uploads are made with :meth:`concatenate`, not here.
+        """
         ...
 
     def get(self, upload_id: str) -> UploadInfo:
@@ -61,18 +73,59 @@ class UploadStore(Protocol):
         limit: int | None,
         *,
         checksum: tuple[str, bytes] | None = None,
+        expires_at: datetime | None = None,
     ) -> int:
         """Append ``chunks`` at ``offset`` (which must be the current one); the new offset.
 
         At most ``limit`` bytes are stored (more is 413). If ``chunks`` raises, what was
         received so far is kept and recorded, then the error propagates, unless a
         ``checksum`` ``(algorithm, digest)`` was given: then nothing is kept unless every
-        byte arrived and the digest matches (460 otherwise).
+        byte arrived and the digest matches (460 otherwise). ``expires_at``, when given,
+        is recorded with the new offset (sliding expiry) in the same save.
+        """
+        ...
+
+    def update(
+        self,
+        upload_id: str,
+        *,
+        notes: Mapping[str, str] | None = None,
+        expires_at: datetime | None = None,
+    ) -> UploadInfo:
+        """Merge ``notes`` into the recorded ones and/or set ``expires_at``; the new info."""
+        ...
+
+    def concatenate(self, info: UploadInfo) -> UploadInfo:
+        """Record the final upload ``info`` (``is_final``, ``partial_ids`` in order) and
+        build its data from the partials' bytes; return it complete (offset == length ==
+        the partials' total). A partial listed twice is used twice; partials stay.
+
+        404 if a partial is unknown; 400 (``INVALID_CONCAT``) if one is not a partial or
+        not complete. Nothing is recorded when it fails.
+        """
+        ...
+
+    def finish(self, upload_id: str) -> str:
+        """Make a complete upload's bytes the archive object ``incoming/<id>``; its key.
+
+        Safe to repeat (a second call returns the same key). The upload's info stays
+        (HEAD keeps answering with offset == length) until :meth:`terminate`. Partial
+        uploads are never finished (their bytes feed a final upload). 400 if incomplete.
         """
         ...
 
     def terminate(self, upload_id: str) -> None:
-        """Delete the upload and its data; 404 if unknown."""
+        """Delete the upload: its info, its data, an unfinished multipart upload and the
+        ``incoming/<id>`` object if the application left it there; 404 if unknown."""
+        ...
+
+    def list_uploads(self) -> Iterator[UploadInfo]:
+        """Every recorded upload (for the expiry sweep); order unspecified."""
+        ...
+
+    def purge_orphans(self, older_than: datetime) -> int:
+        """Remove storage left without an info by a crash (a multipart upload, a folder)
+        started before ``older_than``; how many were removed."""
         ...
 
 
