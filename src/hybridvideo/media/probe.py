@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 
@@ -50,13 +51,24 @@ def probe(path: Path) -> MediaInfo:
     if not path.is_file():
         raise InvalidInput(f"{path.name}: no such file")
     size, sha = sha256_of(path)
+    return probe_source(str(path), name=path.name, suffix=path.suffix, size=size, sha256=sha)
+
+
+def probe_source(
+    source: str | BinaryIO, *, name: str, suffix: str, size: int, sha256: str
+) -> MediaInfo:
+    """Probe an already-hashed master given as a path or a seekable binary file object.
+
+    The archive hands uploads over as a ranged reader (:mod:`hybridvideo.media.reader`),
+    so an S3 master is probed without downloading it: only the bytes FFmpeg asks for.
+    """
     if size == 0:
-        raise NotAVideo(f"{path.name}: the file is empty")
+        raise NotAVideo(f"{name}: the file is empty")
     try:
-        with av.open(str(path), mode="r") as container:
+        with av.open(source, mode="r") as container:
             fmt = container.format.name
             if fmt in _STILL_FORMATS or fmt.endswith("_pipe"):
-                raise NotAVideo(f"{path.name}: a still image ({fmt}), not a video")
+                raise NotAVideo(f"{name}: a still image ({fmt}), not a video")
             # Cover art in audio files is a one-picture "video" stream: not a video.
             moving = [
                 v
@@ -64,10 +76,10 @@ def probe(path: Path) -> MediaInfo:
                 if not v.disposition & (_STILL.attached_pic | _STILL.still_image)
             ]
             if not moving:
-                raise NotAVideo(f"{path.name}: no video stream")
+                raise NotAVideo(f"{name}: no video stream")
             stream = moving[0]
             if next(container.decode(stream), None) is None:
-                raise NotAVideo(f"{path.name}: the video stream has no decodable frame")
+                raise NotAVideo(f"{name}: the video stream has no decodable frame")
             duration = container.duration / av.time_base if container.duration else None
             if duration is None and stream.duration and stream.time_base:
                 duration = float(stream.duration * stream.time_base)
@@ -77,13 +89,11 @@ def probe(path: Path) -> MediaInfo:
     except NotAVideo:
         raise
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise NotAVideo(
-            f"{path.name}: not a video file FFmpeg can read", detail=repr(exc)
-        ) from None
+        raise NotAVideo(f"{name}: not a video file FFmpeg can read", detail=repr(exc)) from None
     return MediaInfo(
         size=size,
-        sha256=sha,
-        format=_friendly_format(fmt, path.suffix, brand),
+        sha256=sha256,
+        format=_friendly_format(fmt, suffix, brand),
         duration=round(duration, 3) if duration else None,
         width=width,
         height=height,

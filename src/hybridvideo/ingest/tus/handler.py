@@ -1,29 +1,38 @@
 """FastAPI adapter for tus 1.0.0: moves bytes between HTTP and an :class:`UploadStore`.
 
 Every protocol rule comes from :mod:`hybridvideo.ingest.tus.protocol`; this module only
-reads headers, streams bodies and shapes responses. Supported: core, creation,
-creation-with-upload, creation-defer-length, checksum and termination, each only when
-enabled in :class:`Capabilities`. Expiration and concatenation are not implemented, so
-enabling them is a configuration error rather than a silent lie in ``Tus-Extension``.
+reads headers, streams bodies, takes the per-upload lock and shapes responses. Each
+extension is served only when enabled in :class:`Capabilities`, which is also what OPTIONS
+advertises, so the two cannot drift.
 
 The request body is streamed: a worker thread runs the (blocking) store write and pulls
 each chunk from the event loop as it needs it, so neither the loop blocks on disk nor the
-body is ever held whole. One request writes an upload at a time within the process; a
-second concurrent PATCH on the same upload gets 423.
+body is ever held whole. One request writes an upload at a time: the :class:`Locker`
+(in-process, or Redis across nodes) answers a second writer with 423.
+
+What an upload *means* — who may create it, what its metadata must say, what happens
+once it is complete — belongs to the application and arrives through :class:`UploadEvents`
+and an ``authorize`` callable; this module stays a protocol server.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import UTC, datetime
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import anyio.from_thread
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from starlette.requests import ClientDisconnect
 
-from hybridvideo.errors import ConfigurationError
+from hybridvideo.errors import HybridVideoError, InvalidInput, NotFound, Unauthorized
+from hybridvideo.ingest.tus.digest import RunningDigests
 from hybridvideo.ingest.tus.protocol import (
     TUS_VERSION,
     Capabilities,
@@ -31,24 +40,187 @@ from hybridvideo.ingest.tus.protocol import (
     TusErrorKind,
     UploadInfo,
     check_content_type,
+    check_expired,
     check_patch,
     check_version,
+    format_expires,
     head_headers,
     header,
     method_override,
     parse_checksum,
+    parse_concat,
     parse_length,
     parse_upload_metadata,
 )
-from hybridvideo.ingest.tus.store import UploadStore, new_upload_id
+from hybridvideo.ingest.tus.store import UploadStore, is_upload_id, new_upload_id
 
 log = logging.getLogger(__name__)
 
-_Handler = Callable[[Request, str | None], Awaitable[Response]]
+_T = TypeVar("_T")
+
+#: The note naming who created an upload; only they (or an admin) may touch it.
+PRINCIPAL_NOTE = "principal"
 
 
-def _error_response(error: TusError) -> Response:
-    headers = {"Tus-Resumable": TUS_VERSION, **error.headers}
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the admin, or the holder of an upload token.
+
+    ``max_size`` narrows ``Tus-Max-Size`` for this caller; ``notes`` are recorded on the
+    uploads they create (e.g. the owner or a collection fixed by the token).
+    """
+
+    id: str
+    is_admin: bool = False
+    max_size: int | None = None
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+
+ANONYMOUS_ADMIN = Principal("admin", is_admin=True)
+
+Authorizer = Callable[[Request], Awaitable[Principal]]
+
+
+async def _allow_all(_request: Request) -> Principal:
+    return ANONYMOUS_ADMIN
+
+
+class UploadEvents(Protocol):
+    """What the application does around an upload; every method blocks (runs in a thread).
+
+    ``before_create`` validates the metadata (raise ``InvalidInput`` for 400) and returns
+    notes to record. ``completed`` is called once the last byte of a whole (not partial)
+    upload is stored, with the sha256 if it was computed in passing; it must be quick and
+    durable (enqueue a job), because the client is waiting for its 204.
+    """
+
+    def before_create(self, info: UploadInfo, principal: Principal) -> Mapping[str, str]: ...
+
+    def created(self, info: UploadInfo) -> None: ...
+
+    def completed(self, info: UploadInfo, sha256: str | None) -> None: ...
+
+    def terminated(self, info: UploadInfo) -> None: ...
+
+
+class NoEvents:
+    """Events that do nothing (a bare tus server, as in the protocol tests)."""
+
+    def before_create(self, info: UploadInfo, principal: Principal) -> Mapping[str, str]:
+        return {}
+
+    def created(self, info: UploadInfo) -> None:
+        return None
+
+    def completed(self, info: UploadInfo, sha256: str | None) -> None:
+        return None
+
+    def terminated(self, info: UploadInfo) -> None:
+        return None
+
+
+class LockHandle(Protocol):
+    def release(self) -> None: ...
+
+
+class Locker(Protocol):
+    """One writer per upload: ``acquire`` returns None when someone else holds it."""
+
+    def acquire(self, upload_id: str) -> LockHandle | None: ...
+
+
+class TusMetrics(Protocol):
+    """Counters the handler reports (tusd's set); see :mod:`hybridvideo.ingest.metrics`."""
+
+    def request(self, method: str) -> None: ...
+
+    def error(self, status: int) -> None: ...
+
+    def received(self, n: int) -> None: ...
+
+    def created(self) -> None: ...
+
+    def finished(self) -> None: ...
+
+    def terminated(self) -> None: ...
+
+    def connection(self) -> AbstractContextManager[None]: ...
+
+
+class _NoMetrics:
+    def request(self, method: str) -> None:
+        return None
+
+    def error(self, status: int) -> None:
+        return None
+
+    def received(self, n: int) -> None:
+        return None
+
+    def created(self) -> None:
+        return None
+
+    def finished(self) -> None:
+        return None
+
+    def terminated(self) -> None:
+        return None
+
+    def connection(self) -> AbstractContextManager[None]:
+        return nullcontext()
+
+
+class _SetLocker:
+    """The fallback when no locker is given: a guarded set, for a single process."""
+
+    def __init__(self) -> None:
+        self._held: set[str] = set()
+        self._guard = threading.Lock()
+
+    def acquire(self, upload_id: str) -> LockHandle | None:
+        with self._guard:
+            if upload_id in self._held:
+                return None
+            self._held.add(upload_id)
+        return _SetHandle(self, upload_id)
+
+    def _release(self, upload_id: str) -> None:
+        with self._guard:
+            self._held.discard(upload_id)
+
+
+@dataclass
+class _SetHandle:
+    locker: _SetLocker
+    upload_id: str
+
+    def release(self) -> None:
+        self.locker._release(self.upload_id)
+
+
+@dataclass
+class TusOptions:
+    """Everything :func:`build_tus_router` needs besides the store and capabilities."""
+
+    prefix: str = "/files"
+    locker: Locker | None = None
+    events: UploadEvents = field(default_factory=NoEvents)
+    authorize: Authorizer = _allow_all
+    expires_after: timedelta | None = None
+    metrics: TusMetrics = field(default_factory=_NoMetrics)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+#: Statuses that map domain errors raised by events/authorize to tus answers.
+_DOMAIN_STATUS: tuple[tuple[type[HybridVideoError], int], ...] = (
+    (Unauthorized, 401),
+    (InvalidInput, 400),
+    (NotFound, 404),
+)
+
+
+def _error_response(error: TusError, extra: Mapping[str, str] | None = None) -> Response:
+    headers = {"Tus-Resumable": TUS_VERSION, **error.headers, **(extra or {})}
     return Response(error.message, status_code=error.status, headers=headers)
 
 
@@ -90,106 +262,259 @@ def _bounded(chunks: Iterator[bytes], limit: int | None, kind: TusErrorKind) -> 
         yield chunk
 
 
+def _counted(chunks: Iterator[bytes], metrics: TusMetrics) -> Iterator[bytes]:
+    for chunk in chunks:
+        metrics.received(len(chunk))
+        yield chunk
+
+
+class _AfterCreation(Exception):
+    """An error while writing the body of a creation request: the upload exists."""
+
+    def __init__(self, error: TusError | ClientDisconnect, location: str) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.location = location
+
+
+class _MethodNotAllowedError(Exception):
+    """The effective method is not served at this URL (or its extension is off)."""
+
+
 def build_tus_router(
-    store: UploadStore, capabilities: Capabilities, *, prefix: str = "/files"
+    store: UploadStore, capabilities: Capabilities, options: TusOptions | None = None
 ) -> APIRouter:
-    """A router serving tus at ``prefix`` (creation) and ``prefix/{id}`` (uploads)."""
-    if capabilities.expiration or capabilities.concatenation:
-        raise ConfigurationError("the tus handler implements neither expiration nor concat")
+    """A router serving tus at ``options.prefix`` (creation) and ``prefix/{id}``."""
+    opts = options or TusOptions()
     caps = capabilities
-    active: set[str] = set()  # upload ids being written; touched only on the event loop
+    prefix = opts.prefix.rstrip("/")
+    locker: Locker = opts.locker or _SetLocker()
+    events = opts.events
+    metrics = opts.metrics
+    digests = RunningDigests()
     router = APIRouter()
 
-    async def write_body(request: Request, info: UploadInfo, offset_header: str | None) -> int:
+    def expires() -> datetime | None:
+        if not caps.expiration or opts.expires_after is None:
+            return None
+        return opts.clock() + opts.expires_after
+
+    def expiry_header(moment: datetime | None) -> dict[str, str]:
+        return {"Upload-Expires": format_expires(moment)} if moment is not None else {}
+
+    def location_of(upload_id: str) -> str:
+        return f"{prefix}/{upload_id}"
+
+    async def run(fn: Callable[..., _T], *args: object) -> _T:
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    async def load(upload_id: str, principal: Principal) -> UploadInfo:
+        """The upload if it exists and this caller may touch it (else 404: no hint)."""
+        info = await run(store.get, upload_id)
+        owner = info.notes.get(PRINCIPAL_NOTE)
+        if not principal.is_admin and owner != principal.id:
+            raise TusError(TusErrorKind.NOT_FOUND, detail=f"{upload_id} is not {principal.id}'s")
+        return info
+
+    async def locked(upload_id: str) -> LockHandle:
+        handle = await run(locker.acquire, upload_id)
+        if handle is None:
+            raise TusError(TusErrorKind.LOCKED)
+        return handle
+
+    async def complete(info: UploadInfo) -> None:
+        """Hand a whole upload to the application (never a partial one)."""
+        if info.is_partial or not info.is_complete:
+            return
+        sha256 = digests.result(info.id, info.offset)
+        await run(events.completed, info, sha256)
+        metrics.finished()
+
+    def max_size_for(principal: Principal) -> int | None:
+        sizes = [s for s in (caps.max_size, principal.max_size) if s is not None]
+        return min(sizes) if sizes else None
+
+    async def write_body(
+        request: Request, info: UploadInfo, offset_header: str | None, principal: Principal
+    ) -> tuple[UploadInfo, datetime | None]:
         """Validate a PATCH (or a POST carrying data) and stream its body into the store."""
         plan = check_patch(
             info,
             offset_header,
             request.headers.get("content-type"),
             _content_length(request),
-            caps.max_size,
+            max_size_for(principal),
             upload_length=request.headers.get("upload-length"),
+            now=opts.clock(),
         )
         checksum: tuple[str, bytes] | None = None
         raw_checksum = request.headers.get("upload-checksum")
         if caps.checksum and raw_checksum is not None:
             checksum = parse_checksum(raw_checksum, caps.checksum_algorithms)
-        if info.id in active:
-            raise TusError(TusErrorKind.LOCKED)
-        active.add(info.id)
+        handle = await locked(info.id)
         try:
-            if info.length is None and plan.length is not None:
-                await anyio.to_thread.run_sync(store.declare_length, info.id, plan.length)
+            # Re-read under the lock: another node may have moved the offset meanwhile.
+            current = await run(store.get, info.id)
+            if current.offset != info.offset:
+                raise TusError(
+                    TusErrorKind.OFFSET_MISMATCH, detail=f"{info.offset} != {current.offset}"
+                )
+            if current.length is None and plan.length is not None:
+                current = await run(store.declare_length, info.id, plan.length)
             kind = (
                 TusErrorKind.SIZE_EXCEEDED
                 if plan.length is not None
                 else TusErrorKind.MAX_SIZE_EXCEEDED
             )
-            chunks = _bounded(_sync_chunks(request.stream().__aiter__()), plan.limit, kind)
+            pending = digests.begin(info.id, current.offset)
+            body = _sync_chunks(request.stream().__aiter__())
+            chunks = pending.feed(_counted(_bounded(body, plan.limit, kind), metrics))
+            until = expires()
 
             def write() -> int:
-                return store.write(info.id, info.offset, chunks, plan.limit, checksum=checksum)
+                return store.write(
+                    info.id, current.offset, chunks, plan.limit, checksum=checksum, expires_at=until
+                )
 
-            return await anyio.to_thread.run_sync(write)
+            try:
+                offset = await run(write)
+            except BaseException:
+                try:
+                    kept = (await run(store.get, info.id)).offset
+                except Exception:  # the digest is only a cache: drop it
+                    digests.forget(info.id)
+                else:
+                    digests.commit(pending, kept)
+                raise
+            digests.commit(pending, offset)
+            length = plan.length if plan.length is not None else current.length
+            return replace(current, offset=offset, length=length, expires_at=until), until
         finally:
-            active.discard(info.id)
+            await run(handle.release)
 
-    async def options(_request: Request, _upload_id: str | None) -> Response:
+    async def on_options(_request: Request, _upload_id: str | None, _p: Principal) -> Response:
         return Response(status_code=204, headers=caps.options_headers())
 
-    async def create(request: Request, _upload_id: str | None) -> Response:
-        if not caps.creation:
-            raise _MethodNotAllowedError
-        if header(request.headers, "Upload-Concat") is not None:
-            raise TusError(TusErrorKind.INVALID_CONCAT, detail="concatenation is not enabled")
-        length = parse_length(
-            request.headers.get("upload-length"),
-            request.headers.get("upload-defer-length"),
-            allow_defer=caps.creation_defer_length,
-            max_size=caps.max_size,
-        )
+    def partial_id(url: str) -> str:
+        """The upload id a concat URL names: ``<prefix>/<id>``, relative or absolute."""
+        path = urlsplit(url).path.rstrip("/")
+        parent, _, upload_id = path.rpartition("/")
+        if parent != prefix or not is_upload_id(upload_id):
+            raise TusError(TusErrorKind.INVALID_CONCAT, detail=f"not an upload URL: {url!r}")
+        return upload_id
+
+    async def create_final(
+        request: Request, concat_urls: tuple[str, ...], principal: Principal
+    ) -> Response:
+        if header(request.headers, "Upload-Length") is not None:
+            raise TusError(TusErrorKind.INVALID_CONCAT, detail="final uploads take no length")
+        ids = tuple(partial_id(url) for url in concat_urls)
+        total = 0
+        for upload_id in dict.fromkeys(ids):
+            part = await load(upload_id, principal)
+            check_expired(part, opts.clock())
+            if not part.is_partial or not part.is_complete:
+                raise TusError(TusErrorKind.INVALID_CONCAT, detail=f"{upload_id} not a done part")
+        for upload_id in ids:
+            total += (await run(store.get, upload_id)).offset
+        limit = max_size_for(principal)
+        if limit is not None and total > limit:
+            raise TusError(TusErrorKind.MAX_SIZE_EXCEEDED, detail=f"{total} > {limit}")
+        info = await new_info(request, principal, length=total)
+        info = replace(info, is_final=True, partial_ids=ids)
+        info = await run(store.concatenate, info)
+        await run(events.created, info)
+        metrics.created()
+        await complete(info)
+        headers = {"Location": location_of(info.id), **expiry_header(info.expires_at)}
+        return _plain(201, "", **headers)
+
+    async def new_info(request: Request, principal: Principal, *, length: int | None) -> UploadInfo:
         metadata_raw = request.headers.get("upload-metadata")
         metadata = parse_upload_metadata(metadata_raw)
-        with_upload = caps.creation_with_upload and "content-type" in request.headers
-        if with_upload:
-            check_content_type(request.headers.get("content-type"))
         info = UploadInfo(
             id=new_upload_id(),
             offset=0,
             length=length,
-            created_at=datetime.now(UTC),
+            created_at=opts.clock(),
             metadata_raw=metadata_raw,
             metadata=metadata,
+            expires_at=expires(),
         )
-        info = await anyio.to_thread.run_sync(store.create, info)
-        location = request.url.path.rstrip("/") + "/" + info.id
-        headers = {"Location": location}
+        notes = dict(await run(events.before_create, info, principal))
+        notes.update(principal.notes)
+        notes[PRINCIPAL_NOTE] = principal.id
+        return replace(info, notes=notes)
+
+    async def create(request: Request, _upload_id: str | None, principal: Principal) -> Response:
+        if not caps.creation:
+            raise _MethodNotAllowedError
+        concat_header = header(request.headers, "Upload-Concat")
+        is_partial = False
+        if concat_header is not None:
+            if not caps.concatenation:
+                raise TusError(TusErrorKind.INVALID_CONCAT, detail="concatenation is not enabled")
+            concat = parse_concat(concat_header)
+            if concat.kind == "final":
+                return await create_final(request, concat.urls, principal)
+            is_partial = True
+        length = parse_length(
+            request.headers.get("upload-length"),
+            request.headers.get("upload-defer-length"),
+            allow_defer=caps.creation_defer_length,
+            max_size=max_size_for(principal),
+        )
+        with_upload = caps.creation_with_upload and "content-type" in request.headers
         if with_upload:
-            offset = await write_body(request, info, "0")
-            headers["Upload-Offset"] = str(offset)
+            check_content_type(request.headers.get("content-type"))
+        info = replace(await new_info(request, principal, length=length), is_partial=is_partial)
+        info = await run(store.create, info)
+        await run(events.created, info)
+        metrics.created()
+        location = location_of(info.id)
+        headers = {"Location": location, **expiry_header(info.expires_at)}
+        if with_upload:
+            try:
+                info, until = await write_body(request, info, "0", principal)
+            except (TusError, ClientDisconnect) as exc:
+                raise _AfterCreation(exc, location) from exc
+            headers["Upload-Offset"] = str(info.offset)
+            headers.update(expiry_header(until))
+            await complete(info)
+        elif info.is_complete:
+            await complete(info)  # Upload-Length: 0
         return _plain(201, "", **headers)
 
-    async def head(_request: Request, upload_id: str | None) -> Response:
-        info = await anyio.to_thread.run_sync(store.get, str(upload_id))
-        return Response(status_code=200, headers=head_headers(info, datetime.now(UTC)))
+    async def head(_request: Request, upload_id: str | None, principal: Principal) -> Response:
+        info = await load(str(upload_id), principal)
+        headers = head_headers(info, opts.clock(), url_for=location_of)
+        return Response(status_code=200, headers=headers)
 
-    async def patch(request: Request, upload_id: str | None) -> Response:
-        info = await anyio.to_thread.run_sync(store.get, str(upload_id))
-        offset = await write_body(request, info, request.headers.get("upload-offset"))
-        return _plain(204, "", **{"Upload-Offset": str(offset)})
+    async def patch(request: Request, upload_id: str | None, principal: Principal) -> Response:
+        info = await load(str(upload_id), principal)
+        offset = request.headers.get("upload-offset")
+        info, until = await write_body(request, info, offset, principal)
+        await complete(info)
+        return _plain(204, "", **{"Upload-Offset": str(info.offset), **expiry_header(until)})
 
-    async def delete(_request: Request, upload_id: str | None) -> Response:
+    async def delete(_request: Request, upload_id: str | None, principal: Principal) -> Response:
         if not caps.termination:
             raise _MethodNotAllowedError
-        uid = str(upload_id)
-        if uid in active:
-            raise TusError(TusErrorKind.LOCKED)
-        await anyio.to_thread.run_sync(store.terminate, uid)
+        info = await load(str(upload_id), principal)
+        handle = await locked(info.id)
+        try:
+            await run(store.terminate, info.id)
+        finally:
+            await run(handle.release)
+        digests.forget(info.id)
+        await run(events.terminated, info)
+        metrics.terminated()
         return _plain(204, "")
 
-    collection: dict[str, _Handler] = {"OPTIONS": options, "POST": create}
+    _Handler = Callable[[Request, str | None, Principal], Awaitable[Response]]
+    collection: dict[str, _Handler] = {"OPTIONS": on_options, "POST": create}
     resource: dict[str, _Handler] = {
-        "OPTIONS": options,
+        "OPTIONS": on_options,
         "HEAD": head,
         "PATCH": patch,
         "DELETE": delete,
@@ -198,29 +523,51 @@ def build_tus_router(
     async def dispatch(
         request: Request, upload_id: str | None, handlers: dict[str, _Handler]
     ) -> Response:
-        try:
-            method = method_override(request.method, request.headers)
-            check_version(request.headers, method=method)
-            handler = handlers.get(method)
-            if handler is None:
-                raise _MethodNotAllowedError
-            response = await handler(request, upload_id)
-        except TusError as exc:
-            if exc.status >= 500 or exc.detail:
-                log.info("tus %s %r: %s (%r)", request.method, upload_id, exc.code, exc.detail)
-            return _error_response(exc)
-        except _MethodNotAllowedError:
-            allow = ", ".join(handlers)
-            return _plain(405, "method not allowed", Allow=allow)
-        except ClientDisconnect:
-            log.info("tus client went away while writing %r", upload_id)
-            return _plain(400, "client disconnected")
+        extra: dict[str, str] = {}
+        method = request.method
+        with metrics.connection():
+            try:
+                method = method_override(request.method, request.headers)
+                metrics.request(method)
+                check_version(request.headers, method=method)
+                handler = handlers.get(method)
+                if handler is None:
+                    raise _MethodNotAllowedError
+                principal = (
+                    ANONYMOUS_ADMIN if method == "OPTIONS" else await opts.authorize(request)
+                )
+                response = await handler(request, upload_id, principal)
+            except _AfterCreation as exc:
+                extra = {"Location": exc.location}
+                if isinstance(exc.error, ClientDisconnect):
+                    log.info("tus client went away while creating %s", exc.location)
+                    metrics.error(400)
+                    return _plain(400, "client disconnected", **extra)
+                response = _tus_error(exc.error, request, upload_id, extra, metrics)
+            except TusError as exc:
+                response = _tus_error(exc, request, upload_id, extra, metrics)
+            except _MethodNotAllowedError:
+                metrics.error(405)
+                allow = ", ".join(handlers)
+                return _plain(405, "method not allowed", Allow=allow)
+            except ClientDisconnect:
+                log.info("tus client went away while writing %r", upload_id)
+                metrics.error(400)
+                return _plain(400, "client disconnected")
+            except HybridVideoError as exc:
+                status = next((s for cls, s in _DOMAIN_STATUS if isinstance(exc, cls)), None)
+                if status is None:
+                    raise  # the app's error handlers answer (503, 500) with the usual body
+                metrics.error(status)
+                headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+                return _plain(status, exc.message, **headers)
         response.headers["Tus-Resumable"] = TUS_VERSION
         return response
 
     methods = ["OPTIONS", "HEAD", "GET", "POST", "PATCH", "PUT", "DELETE"]
 
     @router.api_route(prefix, methods=methods, include_in_schema=False)
+    @router.api_route(prefix + "/", methods=methods, include_in_schema=False)
     async def tus_collection(request: Request) -> Response:
         return await dispatch(request, None, collection)
 
@@ -231,8 +578,29 @@ def build_tus_router(
     return router
 
 
-class _MethodNotAllowedError(Exception):
-    """The effective method is not served at this URL (or its extension is off)."""
+def _tus_error(
+    exc: TusError,
+    request: Request,
+    upload_id: str | None,
+    extra: Mapping[str, str],
+    metrics: TusMetrics,
+) -> Response:
+    if exc.status >= 500 or exc.detail:
+        log.info("tus %s %r: %s (%r)", request.method, upload_id, exc.code, exc.detail)
+    metrics.error(exc.status)
+    return _error_response(exc, extra)
 
 
-__all__ = ["build_tus_router"]
+__all__ = [
+    "ANONYMOUS_ADMIN",
+    "PRINCIPAL_NOTE",
+    "Authorizer",
+    "LockHandle",
+    "Locker",
+    "NoEvents",
+    "Principal",
+    "TusMetrics",
+    "TusOptions",
+    "UploadEvents",
+    "build_tus_router",
+]

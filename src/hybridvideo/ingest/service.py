@@ -1,0 +1,359 @@
+"""What an upload becomes: validated metadata in, a catalog video (or a clear error) out.
+
+The tus handler calls :class:`IngestService` as its :class:`UploadEvents`; the heavy part
+runs as the ``ingest.finish`` job so the client's last PATCH is answered at once and a
+crash between the last byte and the catalog row is repaired by re-running the job (the
+sweep re-queues complete uploads that never got an outcome). Each step is safe to repeat:
+
+1. ``store.finish`` makes the bytes the archive object ``incoming/<id>`` (idempotent);
+2. the sha256 comes from the digest computed while the bytes streamed in, or — after a
+   restart or when PATCHes hit several nodes — from re-reading the object once;
+3. probe through a ranged reader (only the bytes FFmpeg asks for); a non-video is marked
+   ``failed`` with the reason and its bytes stay at ``incoming/<id>`` for inspection
+   until the upload expires and the sweep removes them;
+4. the object moves to its content-addressed master key (``masters/<sha[:2]>/<sha><ext>``,
+   the same layout ``videos add`` uses), a poster JPEG goes to
+   ``thumbnails/<sha[:2]>/<sha>.jpg``, the catalog row is written, and delivery is queued
+   (``delivery.send``: presigned URL → Stream copy, the path the migration uses too).
+
+The outcome is kept in the upload's notes (``state``, ``video_id``, ``error_*``) so any
+node can answer ``GET /api/v1/uploads/{id}`` and HEAD keeps working until expiry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import PurePosixPath
+from typing import Any, Protocol
+
+from hybridvideo.archive.base import ArchiveStore
+from hybridvideo.catalog.base import Catalog
+from hybridvideo.domain.video import (
+    DEFAULT_COLLECTION,
+    MediaInfo,
+    NewVideo,
+    VideoState,
+    validate_collection,
+    validate_owner_id,
+    validate_title,
+)
+from hybridvideo.errors import BackendUnavailable, Conflict, InvalidInput, NotAVideo, NotFound
+from hybridvideo.ingest.tus.handler import PRINCIPAL_NOTE, Principal
+from hybridvideo.ingest.tus.protocol import TusError, TusErrorKind, UploadInfo
+from hybridvideo.ingest.tus.store import UploadStore
+from hybridvideo.queue.base import TaskQueue
+from hybridvideo.videos.service import CONTENT_TYPES, master_key
+
+log = logging.getLogger("hybridvideo.ingest")
+
+FINISH_JOB = "ingest.finish"
+DELIVERY_JOB = "delivery.send"
+
+# Upload states kept in the notes.
+RECEIVING = "receiving"
+PROCESSING = "processing"
+READY = "ready"
+FAILED = "failed"
+
+MAX_FILENAME = 255
+MAX_FILETYPE = 127
+#: A complete upload still without an outcome this long after its last byte is re-queued.
+STUCK_AFTER = timedelta(minutes=10)
+
+
+class UploadHooks(Protocol):
+    """Where upload events go (signed webhooks to the app, :mod:`hybridvideo.ingest.hooks`)."""
+
+    def emit(self, event: str, payload: Mapping[str, Any]) -> None: ...
+
+
+class NoHooks:
+    def emit(self, event: str, payload: Mapping[str, Any]) -> None:
+        return None
+
+
+Prober = Callable[..., MediaInfo]
+Thumbnailer = Callable[..., bytes]
+ReaderFactory = Callable[[ArchiveStore, str, int], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStatus:
+    """What became of an upload, as the uploader sees it."""
+
+    id: str
+    offset: int
+    length: int | None
+    state: str
+    video_id: str | None
+    error_code: str | None
+    error_message: str | None
+    expires_at: datetime | None
+    metadata: Mapping[str, str | None]
+
+
+def thumbnail_key(sha256: str) -> str:
+    return f"thumbnails/{sha256[:2]}/{sha256}.jpg"
+
+
+def _clean_text(value: str | None, what: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    if len(value) > limit:
+        raise InvalidInput(f"{what} is longer than {limit} characters")
+    if any(unicodedata.category(ch).startswith("C") for ch in value):
+        raise InvalidInput(f"{what} contains control characters")
+    return value
+
+
+def _suffix(filename: str | None) -> str:
+    if not filename:
+        return ""
+    suffix = PurePosixPath(filename.replace("\\", "/")).suffix
+    return suffix if len(suffix) <= 8 and suffix[1:].isalnum() else ""
+
+
+class IngestService:
+    """The application side of tus uploads (also the :class:`UploadEvents` the router calls)."""
+
+    def __init__(
+        self,
+        *,
+        store: UploadStore,
+        archive: ArchiveStore,
+        catalog: Catalog,
+        queue: TaskQueue,
+        prober: Prober,
+        thumbnailer: Thumbnailer,
+        reader: ReaderFactory,
+        hooks: UploadHooks | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._archive = archive
+        self._catalog = catalog
+        self._queue = queue
+        self._probe = prober
+        self._thumbnail = thumbnailer
+        self._reader = reader
+        self._hooks: UploadHooks = hooks or NoHooks()
+        self._clock = clock
+
+    @property
+    def store(self) -> UploadStore:
+        return self._store
+
+    # -- UploadEvents -----------------------------------------------------------------
+
+    def before_create(self, info: UploadInfo, principal: Principal) -> Mapping[str, str]:
+        """Validate the metadata that will become the video; 400 before anything exists."""
+        meta = info.metadata
+        filename = _clean_text(meta.get("filename") or meta.get("name"), "filename", MAX_FILENAME)
+        _clean_text(meta.get("filetype") or meta.get("type"), "filetype", MAX_FILETYPE)
+        title = meta.get("title")
+        if title is not None:
+            validate_title(title)
+        collection = meta.get("collection") or DEFAULT_COLLECTION
+        validate_collection(collection)
+        fixed = principal.notes.get("collection")
+        if fixed is not None and collection not in (fixed, DEFAULT_COLLECTION):
+            raise InvalidInput(f"this upload token only allows collection {fixed!r}")
+        notes = {"state": RECEIVING, "collection": fixed or collection}
+        owner = principal.notes.get("owner_id") or meta.get("owner_id")
+        if owner:
+            validate_owner_id(owner)
+            notes["owner_id"] = owner
+        if filename:
+            notes["filename"] = filename
+        return notes
+
+    def created(self, info: UploadInfo) -> None:
+        self._hooks.emit("upload.created", self._hook_payload(info))
+
+    def completed(self, info: UploadInfo, sha256: str | None) -> None:
+        """The last byte is stored: mark it and queue the hand-off (quick and durable)."""
+        done_at = self._clock().isoformat()
+        self._store.update(info.id, notes={"state": PROCESSING, "completed_at": done_at})
+        payload: dict[str, Any] = {"upload_id": info.id}
+        if sha256 is not None:
+            payload["sha256"] = sha256
+        self._queue.enqueue(FINISH_JOB, payload)
+
+    def terminated(self, info: UploadInfo) -> None:
+        self._hooks.emit("upload.terminated", self._hook_payload(info))
+
+    # -- the finish job ---------------------------------------------------------------
+
+    def finish_upload(self, upload_id: str, sha256: str | None = None) -> UploadStatus:
+        """Turn a complete upload into a catalog video; safe to run again."""
+        info = self._store.get(upload_id)
+        state = info.notes.get("state")
+        if state in (READY, FAILED):
+            return self.status(upload_id)
+        if info.is_partial or not info.is_complete:
+            raise InvalidInput("the upload is not complete")
+        key = self._store.finish(upload_id)
+        try:
+            video = self._make_video(info, key, sha256)
+        except NotAVideo as exc:
+            log.info("upload %s is not a video: %s", upload_id, exc.message)
+            return self._fail(info, exc.code, exc.message)
+        except (BackendUnavailable, TusError):
+            raise  # retried by the queue; the sweep re-queues if the retries run out
+        except Exception:
+            log.exception("finishing upload %s failed", upload_id)
+            return self._fail(info, "INTERNAL", "the upload could not be processed")
+        notes = {"state": READY, "video_id": video.id}
+        info = self._store.update(upload_id, notes=notes)
+        self._hooks.emit("upload.finished", self._hook_payload(info))
+        return self.status(upload_id)
+
+    def _fail(self, info: UploadInfo, code: str, message: str) -> UploadStatus:
+        notes = {"state": FAILED, "error_code": code, "error_message": message}
+        info = self._store.update(info.id, notes=notes)
+        self._hooks.emit("upload.failed", self._hook_payload(info))
+        return self.status(info.id)
+
+    def _make_video(self, info: UploadInfo, key: str, sha256: str | None) -> VideoState:
+        size = info.offset
+        if sha256 is None:
+            digest = hashlib.sha256()
+            for chunk in self._archive.open(key):
+                digest.update(chunk)
+            sha256 = digest.hexdigest()
+        notes = info.notes
+        filename = notes.get("filename") or f"upload-{info.id}"
+        suffix = _suffix(filename)
+        with self._reader(self._archive, key, size) as source:
+            media = self._probe(source, name=filename, suffix=suffix, size=size, sha256=sha256)
+        existing = self._catalog.find_by_sha256(sha256)
+        if existing is not None:
+            # The same master is already cataloged: point the uploader at it. The upload's
+            # copy is not an original, so it goes with the upload at expiry.
+            return existing
+        target = master_key(sha256, suffix or f".{media.format}")
+        if not self._archive.exists(target):
+            content_type = CONTENT_TYPES.get(media.format, "application/octet-stream")
+            self._archive.move(key, target, content_type=content_type)
+        thumb = thumbnail_key(sha256)
+        if not self._archive.exists(thumb):
+            with self._reader(self._archive, target, size) as source:
+                jpeg = self._thumbnail(source, duration=media.duration)
+            self._archive.put(thumb, io.BytesIO(jpeg), content_type="image/jpeg")
+        title = info.metadata.get("title") or PurePosixPath(filename).stem or filename
+        new = NewVideo(
+            title=validate_title(title),
+            collection=notes.get("collection", DEFAULT_COLLECTION),
+            archive_bucket=self._archive.bucket,
+            archive_key=target,
+            media=media,
+            owner_id=notes.get("owner_id"),
+            thumbnail_url=self._archive.public_url(thumb),
+        )
+        try:
+            video = self._catalog.add_video(new)
+        except Conflict:
+            raced = self._catalog.find_by_sha256(sha256)
+            if raced is None:
+                raise
+            return raced
+        self._catalog.record_event(video.id, "uploaded", {"upload_id": info.id, "size": size})
+        self._queue.enqueue(DELIVERY_JOB, {"video_id": video.id})
+        return video
+
+    # -- status and sweeping ----------------------------------------------------------
+
+    def status(self, upload_id: str, principal: Principal | None = None) -> UploadStatus:
+        try:
+            info = self._store.get(upload_id)
+        except TusError as exc:
+            if exc.kind is TusErrorKind.NOT_FOUND:
+                raise NotFound("no such upload") from None
+            raise
+        owner = info.notes.get(PRINCIPAL_NOTE)
+        if principal is not None and not principal.is_admin and owner != principal.id:
+            raise NotFound("no such upload")
+        notes = info.notes
+        return UploadStatus(
+            id=info.id,
+            offset=info.offset,
+            length=info.length,
+            state=notes.get("state", RECEIVING),
+            video_id=notes.get("video_id"),
+            error_code=notes.get("error_code"),
+            error_message=notes.get("error_message"),
+            expires_at=info.expires_at,
+            metadata=info.metadata,
+        )
+
+    def sweep(self) -> dict[str, int]:
+        """Remove expired uploads, re-queue stuck ones, clear crash leftovers."""
+        now = self._clock()
+        removed = requeued = 0
+        for info in list(self._store.list_uploads()):
+            if info.expires_at is not None and now >= info.expires_at:
+                try:
+                    self._store.terminate(info.id)
+                    removed += 1
+                except TusError:
+                    pass  # removed meanwhile by another node or the client
+                continue
+            state = info.notes.get("state", RECEIVING)
+            if (
+                not info.is_partial
+                and info.is_complete
+                and state in (RECEIVING, PROCESSING)
+                and now - _last_activity(info) > STUCK_AFTER
+            ):
+                self._queue.enqueue(FINISH_JOB, {"upload_id": info.id})
+                requeued += 1
+        orphans = self._store.purge_orphans(now - timedelta(days=1))
+        return {"removed": removed, "requeued": requeued, "orphans": orphans}
+
+    def _hook_payload(self, info: UploadInfo) -> dict[str, Any]:
+        notes = info.notes
+        return {
+            "id": info.id,
+            "offset": info.offset,
+            "length": info.length,
+            "metadata": dict(info.metadata),
+            "state": notes.get("state", RECEIVING),
+            "video_id": notes.get("video_id"),
+            "error": (
+                {"code": notes["error_code"], "message": notes.get("error_message")}
+                if "error_code" in notes
+                else None
+            ),
+        }
+
+
+def _last_activity(info: UploadInfo) -> datetime:
+    """When the last byte arrived (recorded by ``completed``), else the creation time."""
+    raw = info.notes.get("completed_at")
+    if raw:
+        try:
+            return datetime.fromisoformat(raw)
+        except ValueError:
+            pass
+    return info.created_at
+
+
+__all__ = [
+    "DELIVERY_JOB",
+    "FAILED",
+    "FINISH_JOB",
+    "PROCESSING",
+    "READY",
+    "RECEIVING",
+    "IngestService",
+    "NoHooks",
+    "UploadHooks",
+    "UploadStatus",
+    "thumbnail_key",
+]
