@@ -109,6 +109,37 @@ class Settings(BaseSettings):
     stream_signing_key: SecretStr | None = Field(
         None, description="Base64 PEM or JWK of the playback signing key (as Cloudflare gives it)."
     )
+    stream_webhook_secret: SecretStr | None = Field(
+        None, description="Secret of Stream's Webhook-Signature (`stream webhook set` prints it)."
+    )
+    # Ingest (tus at /files/, direct and legacy uploads)
+    upload_max_size: int = Field(
+        64 * 1024**3, ge=1, le=2**53, description="Largest upload in bytes (Tus-Max-Size)."
+    )
+    upload_expiry_hours: float = Field(
+        24.0, gt=0, le=24 * 90, description="An upload untouched this long expires."
+    )
+    upload_token_ttl: int = Field(
+        6 * 3600, ge=60, le=7 * 24 * 3600, description="Seconds an upload token stays valid."
+    )
+    upload_lock: Literal["auto", "process", "redis"] = "auto"
+    upload_dir: Path | None = Field(
+        None, description="Unfinished local uploads; on the archive's disk, finishing is a rename."
+    )
+    direct_upload_max_size: int = Field(200 * 1024**2, ge=1, le=5 * 1024**3)
+    legacy_base64_uploads: bool = Field(
+        False, description="Keep the deprecated base64 JSON upload endpoint."
+    )
+    cors_origins: list[str] = Field(default_factory=list)
+    metrics_public: bool = Field(
+        False, description="Serve /metrics without the admin token (scrapers on a private net)."
+    )
+    upload_hook_url: str | None = Field(
+        None, description="Where upload events (created/finished/terminated/failed) are POSTed."
+    )
+    upload_hook_secret: SecretStr | None = Field(
+        None, description="Key of the upload hooks' Webhook-Signature (as Stream's webhooks)."
+    )
 
     @field_validator("database_url", "engine_database_url")
     @classmethod
@@ -159,9 +190,29 @@ class Settings(BaseSettings):
             raise ValueError("must be the 32-character hex account id from the dashboard")
         return value
 
-    @field_validator("admin_token", "secret_key")
+    @field_validator("admin_token", "secret_key", "stream_webhook_secret")
     @classmethod
     def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @field_validator("upload_hook_url")
+    @classmethod
+    def _upload_hook_url(cls, value: str | None) -> str | None:
+        # Kept exactly as given (no trailing-slash trimming): it is the app's endpoint.
+        if not value:
+            return None
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        _check_port(value)
+        return value
+
+    @field_validator("upload_hook_secret")
+    @classmethod
+    def _upload_hook_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or value.get_secret_value() == "":
             return None
         if len(value.get_secret_value()) < 16:
@@ -191,6 +242,17 @@ class Settings(BaseSettings):
         if self.queue_backend != "auto":
             return self.queue_backend
         return "redis" if self.redis_url else "sqlite"
+
+    @property
+    def resolved_upload_dir(self) -> Path:
+        return self.upload_dir or self.data_dir / "uploads"
+
+    @property
+    def resolved_upload_lock(self) -> str:
+        """Redis locks whenever Redis is configured (several nodes), else in-process."""
+        if self.upload_lock != "auto":
+            return self.upload_lock
+        return "redis" if self.redis_url else "process"
 
     @property
     def runs_embedded_worker(self) -> bool:
@@ -294,6 +356,11 @@ class Settings(BaseSettings):
             problems.append(
                 "HYBRIDVIDEO_STREAM_SIGNING_KEY: set it together with "
                 "HYBRIDVIDEO_STREAM_SIGNING_KEY_ID (or neither)"
+            )
+        if self.upload_hook_url and self.upload_hook_secret is None:
+            problems.append(
+                "HYBRIDVIDEO_UPLOAD_HOOK_SECRET: required when HYBRIDVIDEO_UPLOAD_HOOK_URL is set "
+                "(upload hooks are always signed)"
             )
         if problems:
             raise ConfigurationError("invalid configuration:\n  " + "\n  ".join(problems))

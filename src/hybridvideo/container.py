@@ -18,9 +18,16 @@ from pathlib import Path
 from hybridvideo.archive.base import ArchiveStore
 from hybridvideo.catalog.base import Catalog
 from hybridvideo.config import Settings
+from hybridvideo.delivery.service import DeliveryService
 from hybridvideo.engine.runtime import EngineRuntime
 from hybridvideo.errors import ConfigurationError
+from hybridvideo.ingest.service import IngestService
+from hybridvideo.ingest.tokens import UploadTokens
+from hybridvideo.ingest.locks import UploadLocker
+from hybridvideo.ingest.tus.handler import TusMetrics
+from hybridvideo.ingest.tus.protocol import Capabilities as TusCapabilities
 from hybridvideo.queue.base import TaskQueue
+from hybridvideo.ingest.tus.store import UploadStore
 from hybridvideo.stream.base import StreamProvider
 from hybridvideo.videos.service import VideoService
 
@@ -34,8 +41,16 @@ class Container:
     archive: ArchiveStore
     queue: TaskQueue
     videos: VideoService
+    #: Sends catalog videos to the Stream service and records the outcome.
+    delivery: DeliveryService
     #: None outside ``serve`` when no token exists yet; the HTTP app refuses to start then.
     admin_token: str | None
+    #: Ingest: tus uploads and what they become (see :func:`build_ingest`).
+    ingest: IngestService
+    upload_tokens: UploadTokens
+    upload_locker: UploadLocker
+    tus_capabilities: TusCapabilities
+    tus_metrics: TusMetrics
     #: True when this start generated the admin token (the CLI prints it once).
     admin_token_generated: bool = False
     #: The built-in Stream engine, when this process runs it (``settings.runs_engine``).
@@ -263,6 +278,93 @@ def build_engine(
     return runtime, sql.dispose
 
 
+def build_upload_store(settings: Settings, archive: ArchiveStore) -> UploadStore:
+    """Where unfinished uploads live: beside a local archive, or in the S3 bucket itself
+    (so every node sharing the bucket can continue any upload)."""
+    if settings.resolved_archive_backend == "s3":
+        from hybridvideo.archive.s3 import S3Archive
+        from hybridvideo.ingest.tus.s3_store import S3UploadStore
+
+        assert isinstance(archive, S3Archive)
+        return S3UploadStore(archive, part_size=settings.s3_part_size)
+    from hybridvideo.ingest.tus.store import LocalUploadStore
+
+    root = settings.resolved_upload_dir
+    if settings.upload_dir is None:
+        ensure_data_dir(settings)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return LocalUploadStore(root, archive)
+
+
+def tus_capabilities(settings: Settings) -> TusCapabilities:
+    """Every tus extension we serve, registered here and nowhere else (OPTIONS reads it)."""
+    return TusCapabilities(
+        creation=True,
+        creation_with_upload=True,
+        creation_defer_length=True,
+        expiration=True,
+        checksum=True,
+        termination=True,
+        concatenation=True,
+        max_size=settings.upload_max_size,
+    )
+
+
+def build_upload_locker(settings: Settings) -> UploadLocker:
+    if settings.resolved_upload_lock == "redis":
+        from hybridvideo.ingest.locks import RedisLocker
+
+        if settings.redis_url is None:
+            raise ConfigurationError("HYBRIDVIDEO_UPLOAD_LOCK=redis needs HYBRIDVIDEO_REDIS_URL")
+        return RedisLocker(settings.redis_url)
+    from hybridvideo.ingest.locks import InProcessLocker
+
+    return InProcessLocker()
+
+
+@dataclass
+class IngestParts:
+    service: IngestService
+    tokens: UploadTokens
+    locker: UploadLocker
+    capabilities: TusCapabilities
+    metrics: TusMetrics
+
+
+def build_ingest(
+    settings: Settings,
+    *,
+    archive: ArchiveStore,
+    catalog: Catalog,
+    queue: TaskQueue,
+    secret: str,
+) -> IngestParts:
+    """The ingest parts: upload store, locker, tokens, metrics and the service."""
+    from hybridvideo.ingest.hooks import build_hook_sender
+    from hybridvideo.ingest.metrics import TusMetrics as PrometheusTusMetrics
+    from hybridvideo.media.probe import probe_source
+    from hybridvideo.media.reader import ArchiveReader
+    from hybridvideo.media.thumbnail import make_thumbnail
+
+    service = IngestService(
+        store=build_upload_store(settings, archive),
+        archive=archive,
+        catalog=catalog,
+        queue=queue,
+        prober=probe_source,
+        thumbnailer=make_thumbnail,
+        reader=ArchiveReader,
+        hooks=build_hook_sender(settings, queue),
+    )
+    return IngestParts(
+        service=service,
+        tokens=UploadTokens(secret.encode()),
+        locker=build_upload_locker(settings),
+        capabilities=tus_capabilities(settings),
+        metrics=PrometheusTusMetrics(),
+    )
+
+
 def build_container(
     settings: Settings, *, migrate: bool | None = None, serving: bool = False
 ) -> Container:
@@ -299,13 +401,26 @@ def build_container(
     except ValueError as exc:
         raise ConfigurationError(f"invalid configuration: {exc}") from None
     videos = VideoService(catalog=catalog, archive=archive, prober=probe)
+    stream = build_stream(settings)
+    close_stream = getattr(stream, "close", None)
+    if callable(close_stream):
+        closers.append(close_stream)
+    delivery = DeliveryService(catalog=catalog, archive=archive, stream=stream)
+    ingest = build_ingest(settings, archive=archive, catalog=catalog, queue=queue, secret=secret)
+    closers.append(ingest.locker.close)
     container = Container(
         settings=settings,
         catalog=catalog,
         archive=archive,
         queue=queue,
         videos=videos,
+        delivery=delivery,
         admin_token=admin_token,
+        ingest=ingest.service,
+        upload_tokens=ingest.tokens,
+        upload_locker=ingest.locker,
+        tus_capabilities=ingest.capabilities,
+        tus_metrics=ingest.metrics,
         admin_token_generated=generated,
         engine=engine,
         _closers=[*closers, queue.close],

@@ -332,6 +332,24 @@ def test_duplicate_stream_uid_is_a_conflict(catalog: SqlCatalog) -> None:
     assert catalog.get_video(second).spec.stream_status is S.NOT_DELIVERED
 
 
+def test_find_by_stream_uid_follows_the_current_uid(catalog: SqlCatalog) -> None:
+    first = catalog.add_video(new_video(1)).id
+    second = catalog.add_video(new_video(2)).id
+    assert catalog.find_by_stream_uid("uid-1") is None
+    catalog.set_stream_status(first, S.PROCESSING, stream_uid="uid-1")
+    found = catalog.find_by_stream_uid("uid-1")
+    assert found is not None and found.id == first and found.spec.stream_uid == "uid-1"
+    # A retry sends the video again: the old uid no longer names it, the new one does.
+    catalog.set_stream_status(first, S.ERROR, error="ERR_NON_VIDEO")
+    catalog.set_stream_status(first, S.PROCESSING, stream_uid="uid-2")
+    assert catalog.find_by_stream_uid("uid-1") is None
+    again = catalog.find_by_stream_uid("uid-2")
+    assert again is not None and again.id == first
+    assert catalog.find_by_stream_uid("") is None
+    assert catalog.find_by_stream_uid("x" * 65) is None  # longer than any stored uid
+    assert catalog.get_video(second).spec.stream_uid is None
+
+
 def test_concurrent_identical_transitions_record_one_event(catalog: SqlCatalog) -> None:
     vid = catalog.add_video(new_video(1)).id
     errors: list[BaseException] = []

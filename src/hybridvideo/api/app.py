@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 
 from hybridvideo import __version__
 from hybridvideo.api import errors
-from hybridvideo.api.routers import health, videos
+from hybridvideo.api.routers import health, uploads, videos
 from hybridvideo.container import Container
 from hybridvideo.errors import ConfigurationError
 
@@ -72,6 +72,16 @@ def create_app(
     app.include_router(health.router)
     if not engine_only:
         app.include_router(videos.router)
+        from hybridvideo.api.routers import stream_webhooks, video_delivery
+
+        app.include_router(video_delivery.router)
+        app.include_router(stream_webhooks.build_router())
+        app.include_router(uploads.router)
+        from hybridvideo.api.ingest_mount import mount_ingest
+
+        mount_ingest(app, container)
+        _mount_metrics(app, container)
+        _mount_cors(app, container)
         if container.archive.capabilities.serves_signed_urls:
             from hybridvideo.api.routers import archive_files
 
@@ -107,3 +117,35 @@ def create_app(
         return response
 
     return app
+
+
+def _mount_metrics(app: FastAPI, container: Container) -> None:
+    """``/metrics`` for Prometheus: behind the admin token unless made public."""
+    from hybridvideo.api.deps import AdminDep
+    from hybridvideo.api.routers.metrics import build_metrics_router
+
+    registry = getattr(container.tus_metrics, "registry", None)
+    if registry is None:
+        return
+    router = build_metrics_router(registry)
+    deps = [] if container.settings.metrics_public else [AdminDep]
+    app.include_router(router, dependencies=deps)
+
+
+def _mount_cors(app: FastAPI, container: Container) -> None:
+    """CORS for the browser admin and apps' upload pages (tus headers exposed)."""
+    origins = container.settings.cors_origins
+    if not origins:
+        return
+    from starlette.middleware.cors import CORSMiddleware
+
+    from hybridvideo.api.ingest_mount import TUS_EXPOSED_HEADERS
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=list(TUS_EXPOSED_HEADERS),
+        max_age=600,
+    )

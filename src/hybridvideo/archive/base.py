@@ -91,6 +91,15 @@ class ArchiveStore(Protocol):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Objects whose keys start with ``prefix``, in key order."""
 
+    def move(self, source: str, target: str, *, content_type: str | None = None) -> ObjectInfo:
+        """Give the object at ``source`` the key ``target`` (same bytes), then drop ``source``.
+
+        Used to file a finished upload (``incoming/<id>``) under its master key without
+        sending the bytes through us: a rename on a folder, a server-side copy on S3
+        (multipart copy above 5 GiB). ``target`` appears whole or not at all; repeating a
+        move whose source is gone but whose target exists returns the target.
+        """
+
     def delete(self, key: str) -> None:
         """Remove ``key``. Only the explicit operator command calls this."""
 

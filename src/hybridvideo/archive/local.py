@@ -113,6 +113,50 @@ class LocalArchive:
         self._write_sidecar(key, _Sidecar(content_type, meta, size, sha256))
         return self.head(key)
 
+    def adopt(
+        self,
+        path: Path,
+        key: str,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Move the finished file ``path`` into the archive as ``key``, without copying it.
+
+        For the tus upload store: an upload already lies on this disk, so it is renamed into
+        place rather than streamed through :meth:`put` (a copy of a file that can be many
+        GiB). The file is read once for its sha256 (the etag) and fsynced. Unlike
+        :meth:`put`, the sidecar is written *before* the object appears: once the object is
+        visible it is fully described, and a crash in between leaves only a sidecar that
+        names no object (a retry rewrites it). An existing ``key`` is never replaced
+        (``Conflict``): adopting is for fresh keys such as ``incoming/<upload id>``. When
+        ``path`` is on another filesystem it is copied through ``.tmp`` and then removed.
+        """
+        target = self._object_path(key)
+        with _disk_errors(key):
+            if target.exists() or target.is_symlink():
+                raise FileExistsError(str(target))
+            size, sha256 = _hash_durably(path)
+            same_disk = path.stat().st_dev == self._root.stat().st_dev
+        self._make_room_for_sidecar(key)
+        meta = {k.lower(): v for k, v in (metadata or {}).items()}
+        self._write_sidecar(key, _Sidecar(content_type, meta, size, sha256))
+        if same_disk:
+            _commit(path, target)
+        else:
+            tmp = self._temp_file()
+            try:
+                with _disk_errors(key), path.open("rb") as source:
+                    _fill(tmp, source)
+                _commit(tmp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise
+            with _disk_errors(key):
+                path.unlink()
+        return self.head(key)
+
     def delete(self, key: str) -> None:
         path = self._object_path(key)
         with _disk_errors(key):
@@ -378,6 +422,18 @@ def _fill(tmp: Path, data: BinaryIO) -> tuple[int, str]:
         with _disk_errors(None):
             fh.flush()
             os.fsync(fh.fileno())
+    return size, digest.hexdigest()
+
+
+def _hash_durably(path: Path) -> tuple[int, str]:
+    """Size and sha256 of the file at ``path``, which is fsynced on the way."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+        os.fsync(fh.fileno())
     return size, digest.hexdigest()
 
 

@@ -116,6 +116,16 @@ class S3Archive:
     def bucket(self) -> str:
         return self._bucket
 
+    @property
+    def client(self) -> S3Client:
+        """The boto3 client, for stores that build on this bucket (the tus upload store)."""
+        return self._client
+
+    @property
+    def location(self) -> str:
+        """Bucket and endpoint host, safe for messages (no credentials, no userinfo)."""
+        return self._where()
+
     # -- writing ---------------------------------------------------------------------------
 
     def put(

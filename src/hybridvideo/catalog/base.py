@@ -50,6 +50,9 @@ class Catalog(Protocol):
 
     def find_by_sha256(self, sha256: str) -> VideoState | None: ...
 
+    def find_by_stream_uid(self, stream_uid: str) -> VideoState | None:
+        """The video whose delivery copy is ``stream_uid`` (webhooks name only that), or None."""
+
     def list_videos(self, flt: VideoFilter) -> VideoPage:
         """Newest first; ``query`` matches the title case-insensitively."""
 

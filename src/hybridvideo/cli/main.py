@@ -40,6 +40,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(videos_app, name="videos")
 keys_app = typer.Typer(no_args_is_help=True, help="Playback signing keys (Stream /keys).")
 app.add_typer(keys_app, name="keys")
+stream_app = typer.Typer(no_args_is_help=True, help="The Stream service (Cloudflare or an engine).")
+stream_webhook_app = typer.Typer(no_args_is_help=True, help="Where Stream reports finished videos.")
+stream_app.add_typer(stream_webhook_app, name="webhook")
+app.add_typer(stream_app, name="stream")
 
 # Piped output (scripts, tests) gets wide lines so ids and hashes are never folded.
 out = Console(width=None if sys.stdout.isatty() else 240)
@@ -98,6 +102,7 @@ def serve(
             f"  {container.admin_token}",
             highlight=False,
         )
+    _subscribe_embedded_engine(container)
     try:
         uvicorn.run(
             create_app(container),
@@ -314,6 +319,90 @@ def videos_verify(
         err.print("[red]master does not match its recorded sha256[/red]")
         raise typer.Exit(1)
     out.print("master matches its sha256")
+
+
+@videos_app.command("deliver")
+@friendly_errors
+def videos_deliver(
+    video_id: Annotated[str, typer.Argument(metavar="ID")],
+    now: Annotated[bool, typer.Option("--now", help="Send it from here instead of queueing.")] = (
+        False
+    ),
+    data_dir: DataDir = None,
+) -> None:
+    """Send a video's master to Stream (queued for a worker by default); safe to repeat."""
+    from hybridvideo.delivery.service import is_delivered
+    from hybridvideo.jobs import deliver_video
+
+    container = _container(_settings(data_dir))
+    try:
+        video = container.catalog.get_video(video_id)
+        if not now:
+            if is_delivered(video):
+                out.print(f"already {video.spec.stream_status.value}", highlight=False)
+                return
+            job_id = deliver_video.enqueue(container.queue, video_id)
+            out.print(f"queued {deliver_video.NAME} job {job_id}", highlight=False)
+            return
+        video = container.delivery.deliver(video_id)
+    finally:
+        container.close()
+    _print_video(video)
+    if video.spec.stream_status is StreamStatus.ERROR:
+        err.print(f"[red]delivery failed:[/red] {video.spec.stream_error}", highlight=False)
+        raise typer.Exit(1)
+
+
+@stream_webhook_app.command("set")
+@friendly_errors
+def stream_webhook_set(
+    url: Annotated[str, typer.Argument(help="Public URL of this server's /webhooks/stream.")],
+    print_only: Annotated[
+        bool, typer.Option("--print", help="Print the secret only; store nothing here.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Subscribe URL to the Stream account's webhook and keep the signing secret.
+
+    Stream has one webhook per account and rotates its secret when the URL changes. The
+    secret is stored in DATA_DIR/stream-webhook-secret (the previous one is kept for
+    deliveries still in flight) and printed for HYBRIDVIDEO_STREAM_WEBHOOK_SECRET, which
+    every node of a multi-node deployment needs.
+    """
+    from hybridvideo.container import build_stream
+    from hybridvideo.delivery.webhook_secrets import WebhookSecretStore
+
+    settings = _settings(data_dir)
+    hook = build_stream(settings).set_webhook(url)
+    if not print_only:
+        store = WebhookSecretStore.for_settings(settings)
+        store.remember(hook.secret)
+        err.print(f"stored the secret in {store.path}", highlight=False)
+        if settings.stream_webhook_secret is not None:
+            err.print(
+                "[yellow]note:[/yellow] HYBRIDVIDEO_STREAM_WEBHOOK_SECRET is set; "
+                "update it to the value below on every node",
+                highlight=False,
+            )
+    err.print(f"webhook set to {hook.notification_url}", highlight=False)
+    out.print(f"HYBRIDVIDEO_STREAM_WEBHOOK_SECRET={hook.secret}", highlight=False, soft_wrap=True)
+
+
+def _subscribe_embedded_engine(container: Container) -> None:
+    """`serve` with its own engine points the engine's webhook at itself (see delivery)."""
+    from hybridvideo.delivery.webhook_secrets import subscribe_embedded_engine
+
+    try:
+        url = subscribe_embedded_engine(container)
+    except HybridVideoError as exc:  # serve anyway: polling still finishes deliveries
+        err.print(
+            f"[yellow]warning:[/yellow] could not subscribe to the engine's webhook: "
+            f"{exc.message} (deliveries finish by polling)",
+            highlight=False,
+        )
+        return
+    if url is not None:
+        err.print(f"engine webhook: {url}", highlight=False)
 
 
 @keys_app.command("create")

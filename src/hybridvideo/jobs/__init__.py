@@ -10,12 +10,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hybridvideo.jobs import engine_ingest, engine_sweep, engine_webhook, verify_master
+from hybridvideo.jobs import (
+    deliver_video,
+    delivery_poll,
+    engine_ingest,
+    engine_sweep,
+    engine_webhook,
+    ingest_hook,
+    verify_master,
+)
 
 if TYPE_CHECKING:
     from hybridvideo.container import Container
 
-JOB_MODULES = (verify_master, engine_ingest, engine_webhook, engine_sweep)
+JOB_MODULES = (
+    verify_master,
+    engine_ingest,
+    engine_webhook,
+    engine_sweep,
+    deliver_video,
+    delivery_poll,
+    ingest_hook,
+)
 
 
 def register_jobs(container: Container) -> None:

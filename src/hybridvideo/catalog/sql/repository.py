@@ -91,6 +91,13 @@ class SqlCatalog:
             video = session.scalar(_videos().where(VideoSpec.sha256 == sha256.lower()))
             return None if video is None else video.to_state()
 
+    def find_by_stream_uid(self, stream_uid: str) -> VideoState | None:
+        if not stream_uid or len(stream_uid) > 64:
+            return None  # no stored uid can match (the column holds at most 64 characters)
+        with self._tx() as session:
+            video = session.scalar(_videos().where(VideoSpec.stream_uid == stream_uid))
+            return None if video is None else video.to_state()
+
     def list_videos(self, flt: VideoFilter) -> VideoPage:
         validate_page(flt.limit, flt.offset, max_limit=MAX_PAGE)
         conditions: list[ColumnElement[bool]] = []

@@ -209,6 +209,10 @@ class TusOptions:
     expires_after: timedelta | None = None
     metrics: TusMetrics = field(default_factory=_NoMetrics)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    #: Extra per-request chunk rules (Cloudflare's: 5 MiB minimum, 256 KiB multiples),
+    #: called as ``chunk_rule(info, offset, content_length)`` before any byte is read;
+    #: raise :class:`TusError` to refuse.
+    chunk_rule: Callable[[UploadInfo, int, int | None], None] | None = None
 
 
 #: Statuses that map domain errors raised by events/authorize to tus answers.
@@ -347,6 +351,9 @@ def build_tus_router(
             upload_length=request.headers.get("upload-length"),
             now=opts.clock(),
         )
+        if opts.chunk_rule is not None:
+            body_length = _content_length(request)
+            opts.chunk_rule(replace(info, length=plan.length), info.offset, body_length)
         checksum: tuple[str, bytes] | None = None
         raw_checksum = request.headers.get("upload-checksum")
         if caps.checksum and raw_checksum is not None:

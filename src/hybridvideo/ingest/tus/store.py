@@ -1,17 +1,24 @@
-"""Where tus uploads live while they are being written: a small contract and a local store.
+"""Where tus uploads live while they are being written: the contract and a local store.
 
-The contract follows tusd's data store in spirit. The offset recorded in the info is the
-truth: bytes are made durable (``fsync``) *before* the new offset is recorded, so a crash
-can leave unrecorded bytes at the end of the data file but never a recorded offset
-without its bytes. Such a tail is cut off before the next write.
+The contract follows tusd's data store in spirit. The offset a store reports is the
+truth and never runs ahead of stored bytes: :class:`LocalUploadStore` makes bytes durable
+(``fsync``) *before* it records the new offset, so a crash can leave unrecorded bytes at
+the end of the data file but never a recorded offset without its bytes (such a tail is cut
+off before the next write); the S3 store (``s3_store.py``) derives the offset from what
+the bucket holds.
 
 A write can be made conditional on a checksum of the bytes it receives: the bytes are
 appended, and the offset only moves once the digest matches; otherwise the file is cut
 back and 460 is raised, so the chunk is discarded and the offset is unchanged.
+
+A complete upload is handed to the archive by :meth:`UploadStore.finish` as the object
+``incoming/<id>``; the local store renames its data file into a local archive (no copy)
+and streams it through ``ArchiveStore.put`` into any other archive.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import os
@@ -22,11 +29,22 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
+from hybridvideo.archive.base import ArchiveStore, ObjectInfo
+from hybridvideo.errors import BackendUnavailable, ConfigurationError, NotFound
 from hybridvideo.ingest.tus.protocol import TusError, TusErrorKind, UploadInfo, new_hasher
 
 _ID = re.compile(r"[0-9a-f]{32}")
+#: Where finished uploads land in the archive; the application takes them from there.
+INCOMING_PREFIX = "incoming/"
+#: ``type/subtype`` without parameters, RFC 9110 token characters, bounded.
+_MEDIA_TYPE = re.compile(
+    r"[A-Za-z0-9][!#$&^_.+\-A-Za-z0-9]{0,63}/[A-Za-z0-9][!#$&^_.+\-A-Za-z0-9]{0,126}"
+)
+#: Metadata keys clients use for the file's media type (tus-js-client and Uppy: filetype).
+CONTENT_TYPE_KEYS = ("filetype", "type", "contentType")
+_COPY_CHUNK = 1024 * 1024
 
 
 def new_upload_id() -> str:
@@ -36,6 +54,69 @@ def new_upload_id() -> str:
 
 def is_upload_id(value: str) -> bool:
     return _ID.fullmatch(value) is not None
+
+
+def incoming_key(upload_id: str) -> str:
+    """The archive key a finished upload becomes: ``incoming/<id>``."""
+    if not is_upload_id(upload_id):
+        raise TusError(TusErrorKind.NOT_FOUND, detail="malformed upload id")
+    return INCOMING_PREFIX + upload_id
+
+
+def content_type_of(metadata: Mapping[str, str | None]) -> str | None:
+    """The media type the client declared in its metadata, if it is a plain ``type/sub``.
+
+    The value ends up in an HTTP header of the archive (S3 ``Content-Type``), so anything
+    but a bare, bounded media type (parameters, spaces, control characters) is dropped
+    rather than passed on.
+    """
+    for name in CONTENT_TYPE_KEYS:
+        value = metadata.get(name)
+        if value and _MEDIA_TYPE.fullmatch(value):
+            return value.lower()
+    return None
+
+
+def effective_limit(info: UploadInfo, limit: int | None) -> int | None:
+    """The most bytes a write at ``info.offset`` may add: the caller's limit, and never
+    beyond a known length (a store keeps that rule even if a caller forgets it)."""
+    room = None if info.length is None else max(info.length - info.offset, 0)
+    if limit is None:
+        return room
+    return limit if room is None else min(limit, room)
+
+
+def refuse_more(chunks: Iterator[bytes]) -> None:
+    """Drain ``chunks`` of a write to a complete upload: 413 as soon as a byte arrives."""
+    for chunk in chunks:
+        if chunk:
+            raise TusError(TusErrorKind.SIZE_EXCEEDED, detail="the upload is complete")
+
+
+def check_finishable(info: UploadInfo) -> None:
+    """400 unless ``info`` may become an archive object (complete, and not a partial)."""
+    if info.is_partial:
+        raise TusError(TusErrorKind.INVALID_CONCAT, detail="a partial upload is never finished")
+    if not info.is_complete:
+        raise TusError(
+            TusErrorKind.INVALID_LENGTH,
+            detail=f"upload is incomplete ({info.offset} of {info.length})",
+        )
+
+
+def check_partials(final: UploadInfo, partials: Mapping[str, UploadInfo]) -> int:
+    """400 unless every partial of ``final`` is a complete partial upload; their total."""
+    if not final.is_final or not final.partial_ids:
+        raise ValueError("concatenate needs a final upload listing its partials")
+    total = 0
+    for partial_id in final.partial_ids:
+        partial = partials[partial_id]
+        if not partial.is_partial:
+            raise TusError(TusErrorKind.INVALID_CONCAT, detail=f"{partial_id} is not partial")
+        if not partial.is_complete or partial.length is None:
+            raise TusError(TusErrorKind.INVALID_CONCAT, detail=f"{partial_id} is incomplete")
+        total += partial.length
+    return total
 
 
 class UploadStore(Protocol):
@@ -129,7 +210,22 @@ class UploadStore(Protocol):
         ...
 
 
-def _info_to_json(info: UploadInfo) -> dict[str, Any]:
+@runtime_checkable
+class FileAdopter(Protocol):
+    """An archive that can take a finished file from the same machine without a copy."""
+
+    def adopt(
+        self,
+        path: Path,
+        key: str,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ObjectInfo: ...
+
+
+def info_to_json(info: UploadInfo) -> dict[str, Any]:
+    """The info as JSON-ready values (the local sidecar, the S3 ``.info`` object)."""
     return {
         "id": info.id,
         "offset": info.offset,
@@ -137,17 +233,29 @@ def _info_to_json(info: UploadInfo) -> dict[str, Any]:
         "created_at": info.created_at.isoformat(),
         "metadata_raw": info.metadata_raw,
         "metadata": dict(info.metadata),
+        "is_partial": info.is_partial,
+        "is_final": info.is_final,
+        "partial_ids": list(info.partial_ids),
+        "expires_at": None if info.expires_at is None else info.expires_at.isoformat(),
+        "notes": dict(info.notes),
     }
 
 
-def _info_from_json(data: dict[str, Any]) -> UploadInfo:
+def info_from_json(data: Mapping[str, Any]) -> UploadInfo:
+    """Inverse of :func:`info_to_json`; sidecars written before a field existed still load."""
+    expires = data.get("expires_at")
     return UploadInfo(
         id=str(data["id"]),
-        offset=int(data["offset"]),
+        offset=int(data.get("offset", 0)),
         length=None if data["length"] is None else int(data["length"]),
         created_at=datetime.fromisoformat(str(data["created_at"])),
-        metadata_raw=data["metadata_raw"],
-        metadata=dict(data["metadata"]),
+        metadata_raw=data.get("metadata_raw"),
+        metadata=dict(data.get("metadata") or {}),
+        is_partial=bool(data.get("is_partial", False)),
+        is_final=bool(data.get("is_final", False)),
+        partial_ids=tuple(str(p) for p in data.get("partial_ids") or ()),
+        expires_at=None if expires is None else datetime.fromisoformat(str(expires)),
+        notes={str(k): str(v) for k, v in (data.get("notes") or {}).items()},
     )
 
 
@@ -159,16 +267,32 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _copy_exactly(source: BinaryIO, target: BinaryIO, size: int) -> None:
+    """Copy the first ``size`` bytes of ``source``; a shorter file means lost data."""
+    remaining = size
+    while remaining:
+        chunk = source.read(min(_COPY_CHUNK, remaining))
+        if not chunk:
+            raise BackendUnavailable(
+                "an upload's data is shorter than recorded", detail=f"{remaining} bytes missing"
+            )
+        target.write(chunk)
+        remaining -= len(chunk)
+
+
 class LocalUploadStore:
     """Uploads on a local disk: ``<root>/<id>/<id>.bin`` and an ``<id>.json`` sidecar.
 
     The sidecar is replaced atomically (write a temporary file, fsync, rename). Only
-    32-hex ids are accepted, so an id can never escape ``root``.
+    32-hex ids are accepted, so an id can never escape ``root``. ``archive`` receives
+    finished uploads; put ``root`` on the same filesystem as a local archive so that
+    finishing is a rename. Without an archive, everything but :meth:`finish` works.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, archive: ArchiveStore | None = None) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
+        self._archive = archive
 
     def _folder(self, upload_id: str) -> Path:
         if not is_upload_id(upload_id):
@@ -185,13 +309,15 @@ class LocalUploadStore:
         path = self._info_path(info.id)
         tmp = path.with_suffix(".json.tmp")
         with tmp.open("w", encoding="utf-8") as fh:
-            json.dump(_info_to_json(info), fh)
+            json.dump(info_to_json(info), fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
 
     def create(self, info: UploadInfo) -> UploadInfo:
+        if info.is_final:
+            raise ValueError("final uploads are made with concatenate()")
         folder = self._folder(info.id)
         folder.mkdir(parents=False, exist_ok=False)
         self.data_path(info.id).touch()
@@ -203,9 +329,9 @@ class LocalUploadStore:
     def get(self, upload_id: str) -> UploadInfo:
         try:
             text = self._info_path(upload_id).read_text(encoding="utf-8")
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, NotADirectoryError) as exc:
             raise TusError(TusErrorKind.NOT_FOUND, detail=upload_id) from exc
-        return _info_from_json(json.loads(text))
+        return info_from_json(json.loads(text))
 
     def declare_length(self, upload_id: str, length: int) -> UploadInfo:
         info = self.get(upload_id)
@@ -225,10 +351,17 @@ class LocalUploadStore:
         limit: int | None,
         *,
         checksum: tuple[str, bytes] | None = None,
+        expires_at: datetime | None = None,
     ) -> int:
         info = self.get(upload_id)
         if offset != info.offset:
             raise TusError(TusErrorKind.OFFSET_MISMATCH, detail=f"{offset} != {info.offset}")
+        if info.is_complete:  # the data file may already be in the archive (finish)
+            refuse_more(chunks)
+            if expires_at is not None:
+                self._save(replace(info, expires_at=expires_at))
+            return info.offset
+        limit = effective_limit(info, limit)
         hasher = new_hasher(checksum[0]) if checksum is not None else None
         written = 0
         with self.data_path(upload_id).open("r+b") as fh:
@@ -254,22 +387,142 @@ class LocalUploadStore:
                     written = 0
                 else:
                     fh.truncate(offset + written)  # the offending chunk was not written
-                self._commit(fh.fileno(), info, written)
+                self._commit(fh.fileno(), info, written, expires_at if written else None)
                 raise
-            return self._commit(fh.fileno(), info, written)
+            return self._commit(fh.fileno(), info, written, expires_at)
 
-    def _commit(self, fd: int, info: UploadInfo, written: int) -> int:
+    def _commit(self, fd: int, info: UploadInfo, written: int, expires_at: datetime | None) -> int:
         os.fsync(fd)  # durable first ...
-        if written:
-            self._save(replace(info, offset=info.offset + written))  # ... then recorded
+        if written or expires_at is not None:  # ... then recorded
+            expires = info.expires_at if expires_at is None else expires_at
+            self._save(replace(info, offset=info.offset + written, expires_at=expires))
         return info.offset + written
+
+    def update(
+        self,
+        upload_id: str,
+        *,
+        notes: Mapping[str, str] | None = None,
+        expires_at: datetime | None = None,
+    ) -> UploadInfo:
+        info = self.get(upload_id)
+        if notes:
+            info = replace(info, notes={**info.notes, **notes})
+        if expires_at is not None:
+            info = replace(info, expires_at=expires_at)
+        self._save(info)
+        return info
+
+    def concatenate(self, info: UploadInfo) -> UploadInfo:
+        """Copy the partials' bytes into the final upload's own data file, then record it.
+
+        The final upload owns a copy (not references): partials can be terminated or
+        expire independently once the final one exists. Nothing is recorded until the copy
+        is durable; a crash leaves a folder without a sidecar for :meth:`purge_orphans`.
+        """
+        partials = {pid: self.get(pid) for pid in dict.fromkeys(info.partial_ids)}
+        total = check_partials(info, partials)
+        folder = self._folder(info.id)
+        folder.mkdir(parents=False, exist_ok=False)
+        try:
+            with self.data_path(info.id).open("wb") as out:
+                for partial_id in info.partial_ids:
+                    try:
+                        source = self.data_path(partial_id).open("rb")
+                    except FileNotFoundError as exc:  # terminated meanwhile
+                        raise TusError(TusErrorKind.NOT_FOUND, detail=partial_id) from exc
+                    with source:
+                        _copy_exactly(source, out, partials[partial_id].offset)
+                out.flush()
+                os.fsync(out.fileno())
+            final = replace(info, offset=total, length=total, is_partial=False)
+            self._save(final)
+            _fsync_dir(self.root)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return final
+
+    def finish(self, upload_id: str) -> str:
+        """Hand the data file to the archive as ``incoming/<id>``: renamed into a local
+        archive (same disk), streamed into any other. A repeat finds the object and
+        returns its key; a leftover data file (crash after a copy) is removed then."""
+        info = self.get(upload_id)
+        check_finishable(info)
+        archive = self._require_archive()
+        key = incoming_key(upload_id)
+        data = self.data_path(upload_id)
+        if archive.exists(key):
+            with contextlib.suppress(FileNotFoundError):
+                data.unlink()
+            return key
+        try:
+            fh = data.open("r+b")
+        except FileNotFoundError as exc:
+            raise TusError(TusErrorKind.NOT_FOUND, detail="the upload's data is gone") from exc
+        with fh:
+            fh.truncate(info.offset)  # an unrecorded tail must not reach the archive
+            os.fsync(fh.fileno())
+        content_type = content_type_of(info.metadata)
+        if isinstance(archive, FileAdopter):
+            archive.adopt(data, key, content_type=content_type)
+        else:
+            with data.open("rb") as source:
+                archive.put(key, source, content_type=content_type)
+            data.unlink()
+        return key
+
+    def _require_archive(self) -> ArchiveStore:
+        if self._archive is None:
+            raise ConfigurationError("this upload store has no archive to finish uploads into")
+        return self._archive
 
     def terminate(self, upload_id: str) -> None:
         folder = self._folder(upload_id)
         if not self._info_path(upload_id).exists():
             raise TusError(TusErrorKind.NOT_FOUND, detail=upload_id)
+        if self._archive is not None:
+            with contextlib.suppress(NotFound):
+                self._archive.delete(incoming_key(upload_id))
         self._info_path(upload_id).unlink()  # gone for readers before the data goes
         shutil.rmtree(folder, ignore_errors=True)
 
+    def list_uploads(self) -> Iterator[UploadInfo]:
+        for entry in sorted(self.root.iterdir()):
+            if not is_upload_id(entry.name) or not entry.is_dir():
+                continue
+            with contextlib.suppress(TusError):  # terminated while we list
+                yield self.get(entry.name)
 
-__all__ = ["LocalUploadStore", "UploadStore", "is_upload_id", "new_upload_id"]
+    def purge_orphans(self, older_than: datetime) -> int:
+        """Remove upload folders without a sidecar (a crash inside :meth:`create` or
+        :meth:`concatenate`) whose newest file is older than ``older_than``."""
+        cutoff = older_than.timestamp()
+        removed = 0
+        for entry in self.root.iterdir():
+            if not is_upload_id(entry.name) or not entry.is_dir() or entry.is_symlink():
+                continue
+            if self._info_path(entry.name).exists():
+                continue
+            try:
+                newest = max(p.stat().st_mtime for p in (entry, *entry.iterdir()))
+            except FileNotFoundError:
+                continue
+            if newest < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+        return removed
+
+
+__all__ = [
+    "INCOMING_PREFIX",
+    "FileAdopter",
+    "LocalUploadStore",
+    "UploadStore",
+    "content_type_of",
+    "incoming_key",
+    "info_from_json",
+    "info_to_json",
+    "is_upload_id",
+    "new_upload_id",
+]
