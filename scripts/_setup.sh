@@ -29,3 +29,37 @@ if [ ! -f "$STAMP" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e "$SPEC"
   touch "$STAMP"
 fi
+# The admin pages' JavaScript: web/ (tus-js-client, bundled by esbuild) builds
+# src/hybridvideo/api/static/admin/upload.js. Optional: without Node.js the server and the
+# API work, only /admin/upload answers 503 naming the fix. Stamps (like the pip one above)
+# make a repeated run cost nothing: `npm ci` reruns only when package-lock.json changed,
+# the build only when web/'s sources did or the bundle is missing.
+hv_web_warn() {
+  echo "warning: $1: the admin upload page (/admin/upload) will be unavailable;" \
+       "the server and its API work without it." >&2
+}
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  hv_web_warn "Node.js (node and npm, version 20 or newer) is not installed"
+elif ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then
+  hv_web_warn "Node.js $(node --version) is too old (20 or newer is needed)"
+else
+  NPM_STAMP="web/node_modules/.installed-$(sha256sum web/package-lock.json | cut -c1-16)"
+  if [ ! -f "$NPM_STAMP" ]; then
+    echo "installing web/'s npm packages (npm ci)" >&2
+    if (cd web && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+      touch "$NPM_STAMP"
+    else
+      hv_web_warn "npm ci failed in web/"
+    fi
+  fi
+  BUNDLE=src/hybridvideo/api/static/admin/upload.js
+  BUILD_STAMP="web/node_modules/.built-$(cat web/package.json web/package-lock.json web/src/*.js | sha256sum | cut -c1-16)"
+  if [ -f "$NPM_STAMP" ] && { [ ! -f "$BUILD_STAMP" ] || [ ! -f "$BUNDLE" ]; }; then
+    if (cd web && npm run --silent build >/dev/null 2>&1); then
+      rm -f web/node_modules/.built-*
+      touch "$BUILD_STAMP"
+    else
+      hv_web_warn "\`npm run build\` failed in web/ (run it there to see why)"
+    fi
+  fi
+fi

@@ -21,13 +21,13 @@ from hybridvideo.config import Settings
 from hybridvideo.delivery.service import DeliveryService
 from hybridvideo.engine.runtime import EngineRuntime
 from hybridvideo.errors import ConfigurationError
+from hybridvideo.ingest.locks import UploadLocker
 from hybridvideo.ingest.service import IngestService
 from hybridvideo.ingest.tokens import UploadTokens
-from hybridvideo.ingest.locks import UploadLocker
 from hybridvideo.ingest.tus.handler import TusMetrics
 from hybridvideo.ingest.tus.protocol import Capabilities as TusCapabilities
-from hybridvideo.queue.base import TaskQueue
 from hybridvideo.ingest.tus.store import UploadStore
+from hybridvideo.queue.base import TaskQueue
 from hybridvideo.stream.base import StreamProvider
 from hybridvideo.videos.service import VideoService
 
@@ -315,7 +315,7 @@ def build_upload_locker(settings: Settings) -> UploadLocker:
         from hybridvideo.ingest.locks import RedisLocker
 
         if settings.redis_url is None:
-            raise ConfigurationError("HYBRIDVIDEO_UPLOAD_LOCK=redis needs HYBRIDVIDEO_REDIS_URL")
+            raise ConfigurationError("HYBRIDVIDEO_UPLOAD_LOCK=redis needs REDIS_URL")
         return RedisLocker(settings.redis_url)
     from hybridvideo.ingest.locks import InProcessLocker
 

@@ -29,6 +29,7 @@ from hybridvideo.archive.s3 import S3Archive, client_config
 from hybridvideo.errors import (
     BackendUnavailable,
     ConfigurationError,
+    Conflict,
     InvalidInput,
     InvalidKey,
     NotFound,
@@ -386,3 +387,28 @@ def test_s3_range_error_survives_an_odd_reported_size(reported, size):
     with pytest.raises(RangeNotSatisfiable) as caught, s3._errors("k", size=7):
         raise exc
     assert caught.value.size == size
+
+
+def test_move_renames_keeps_bytes_and_metadata_and_repeats_safely(store):
+    data = os.urandom(11 * MiB)  # above the part size: S3 copies in parts
+    store.put("incoming/u1", io.BytesIO(data), content_type="application/octet-stream",
+              metadata={"origin": "upload"})  # fmt: skip
+    info = store.move("incoming/u1", "masters/ab/abc.mp4", content_type="video/mp4")
+    assert info.size == len(data)
+    assert not store.exists("incoming/u1")
+    head = store.head("masters/ab/abc.mp4")
+    assert head.content_type == "video/mp4"
+    assert dict(head.metadata) == {"origin": "upload"}
+    assert (
+        hashlib.sha256(read_all(store, "masters/ab/abc.mp4")).digest()
+        == hashlib.sha256(data).digest()
+    )
+    # a repeated move (source gone, target there) answers with the target
+    assert store.move("incoming/u1", "masters/ab/abc.mp4").size == len(data)
+    with pytest.raises(NotFound):
+        store.move("incoming/missing", "masters/ab/none.mp4")
+    store.put("incoming/u2", io.BytesIO(b"other"))
+    with pytest.raises(Conflict):
+        store.move("incoming/u2", "masters/ab/abc.mp4")  # never overwrites
+    assert read_all(store, "incoming/u2") == b"other"
+    assert store.head("masters/ab/abc.mp4").size == len(data)

@@ -77,6 +77,9 @@ def create_app(
         app.include_router(video_delivery.router)
         app.include_router(stream_webhooks.build_router())
         app.include_router(uploads.router)
+        from hybridvideo.api.routers.admin_pages import build_admin_pages_router
+
+        app.include_router(build_admin_pages_router())
         from hybridvideo.api.ingest_mount import mount_ingest
 
         mount_ingest(app, container)

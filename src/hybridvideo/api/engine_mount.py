@@ -1,4 +1,5 @@
-"""Mount the built-in engine (control API + delivery) on an app, wired to the queue."""
+"""Mount the built-in engine (control API, tus uploads, delivery) on an app, wired to the
+queue. Upload URLs share the upload locker with ``/files`` (ids never collide)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi import FastAPI
 from hybridvideo.container import Container
 from hybridvideo.engine.api import build_engine_router
 from hybridvideo.engine.delivery import build_delivery_router
+from hybridvideo.engine.uploads import build_engine_uploads
 from hybridvideo.jobs import engine_ingest, engine_webhook
 
 
@@ -27,6 +29,13 @@ def mount_engine(app: FastAPI, container: Container) -> None:
     def delete_media(uid: str) -> None:
         shutil.rmtree(rt.video_dir(uid), ignore_errors=True)
 
+    uploads = build_engine_uploads(
+        rt,
+        enqueue_ingest=enqueue_ingest,
+        notify=lambda uid: enqueue_webhook(rt.account_id, uid),
+        locker=container.upload_locker,
+    )
+    app.include_router(uploads.router)
     app.include_router(
         build_engine_router(
             store=rt.store,
@@ -36,6 +45,7 @@ def mount_engine(app: FastAPI, container: Container) -> None:
             enqueue_ingest=enqueue_ingest,
             enqueue_webhook=enqueue_webhook,
             delete_media=delete_media,
+            create_upload=uploads.create,
         )
     )
     prefix = urlsplit(rt.delivery_base).path.rstrip("/") or "/delivery"

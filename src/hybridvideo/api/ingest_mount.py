@@ -44,4 +44,6 @@ def mount_ingest(app: FastAPI, container: Container) -> None:
         expires_after=timedelta(hours=settings.upload_expiry_hours),
         metrics=container.tus_metrics,
     )
-    app.include_router(build_tus_router(container.ingest.store, container.tus_capabilities, options))
+    app.include_router(
+        build_tus_router(container.ingest.store, container.tus_capabilities, options)
+    )

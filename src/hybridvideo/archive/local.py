@@ -157,6 +157,26 @@ class LocalArchive:
                 path.unlink()
         return self.head(key)
 
+    def move(self, source: str, target: str, *, content_type: str | None = None) -> ObjectInfo:
+        """A rename on this disk (via :meth:`adopt`, so the target is whole and durable
+        before it appears); the source's sidecar goes once the object has moved."""
+        src = self._object_path(source)
+        with _disk_errors(source):
+            present = src.is_file()
+        if not present:
+            if self.exists(target):
+                return self.head(target)  # a repeated move
+            raise NotFound(f"archive object {source!r} does not exist")
+        if self.exists(target):
+            raise Conflict(f"archive object {target!r} already exists")
+        head = self.head(source)
+        info = self.adopt(
+            src, target, content_type=content_type or head.content_type, metadata=head.metadata
+        )
+        with _disk_errors(source), contextlib.suppress(FileNotFoundError):
+            self._sidecar_path(source).unlink()
+        return info
+
     def delete(self, key: str) -> None:
         path = self._object_path(key)
         with _disk_errors(key):

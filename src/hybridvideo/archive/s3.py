@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, cast
 from urllib.parse import quote, urlsplit
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
@@ -44,6 +45,7 @@ from hybridvideo.domain.keys import validate_key, validate_prefix
 from hybridvideo.errors import (
     BackendUnavailable,
     ConfigurationError,
+    Conflict,
     InvalidInput,
     NotFound,
     RangeNotSatisfiable,
@@ -188,6 +190,37 @@ class S3Archive:
                     Bucket=self._bucket, Key=key, UploadId=upload_id
                 )
             raise
+
+    def move(self, source: str, target: str, *, content_type: str | None = None) -> ObjectInfo:
+        """Server-side copy then delete: the bytes never pass through us. boto3's managed
+        copy switches to a multipart copy (UploadPartCopy, equal parts) above its
+        threshold, which also covers objects beyond CopyObject's 5 GiB limit."""
+        validate_key(source)
+        validate_key(target)
+        if not self.exists(source):
+            if self.exists(target):
+                return self.head(target)  # a repeated move
+            raise NotFound(f"archive object {source!r} does not exist")
+        if self.exists(target):
+            raise Conflict(f"archive object {target!r} already exists")
+        head = self.head(source)
+        extra: dict[str, Any] = {"MetadataDirective": "REPLACE", "Metadata": dict(head.metadata)}
+        if content_type or head.content_type:
+            extra["ContentType"] = content_type or head.content_type
+        config = TransferConfig(
+            multipart_threshold=self._part_size, multipart_chunksize=self._part_size
+        )
+        with self._errors(source):
+            self._client.copy(
+                {"Bucket": self._bucket, "Key": source},
+                self._bucket,
+                target,
+                ExtraArgs=extra,
+                Config=config,
+            )
+        with self._errors(source):
+            self._client.delete_object(Bucket=self._bucket, Key=source)
+        return self.head(target)
 
     def delete(self, key: str) -> None:
         self.head(key)  # S3 deletes silently; the contract wants NotFound for a missing key.

@@ -24,6 +24,9 @@ Where Cloudflare documents nothing, the engine decides (all covered by tests):
   the source and ``meta.name`` defaults to the URL's file name. Watermarks are refused
   (the engine has no profiles). If the ingest job cannot be queued the video is kept in
   ``error`` (``ERR_UNKNOWN``) and the webhook is notified, as for any failed processing.
+* ``POST`` on the collection is Cloudflare's tus creation (``Tus-Resumable``), served by
+  :mod:`hybridvideo.engine.uploads` when the engine is given ``create_upload``; a POST
+  without ``Tus-Resumable`` (Cloudflare's basic form upload) is refused with 400.
 * ``POST /{uid}`` changes only the fields sent; ``meta`` is replaced as a whole (what
   was sent is what is stored); ``null`` clears ``scheduledDeletion``, ``creator``,
   ``uploadExpiry`` and ``maxDurationSeconds`` and is refused for the other fields.
@@ -42,7 +45,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -172,6 +175,7 @@ def build_engine_router(
     enqueue_webhook: Callable[[str, str], None] | None = None,
     delete_media: Callable[[str], None] | None = None,
     storage_minutes_limit: int | None = None,
+    create_upload: Callable[[Request], Awaitable[Response]] | None = None,
 ) -> APIRouter:
     """The Cloudflare-compatible routes for one account.
 
@@ -179,7 +183,8 @@ def build_engine_router(
     ``enqueue_webhook(account_id, uid)`` queues a webhook notification;
     ``delete_media(uid)`` removes a video's encoded files (idempotent), before its row;
     ``storage_minutes_limit`` is reported by ``/storage-usage`` and refuses copies with
-    413 once reached (``None``: unlimited, reported as null).
+    413 once reached (``None``: unlimited, reported as null); ``create_upload(request)``
+    answers a tus creation ``POST`` on the collection (``None``: no such route).
     """
     if not api_token:
         raise errors.ConfigurationError("the engine API needs a non-empty API token")
@@ -271,6 +276,18 @@ def build_engine_router(
             video = store.set_processing_state(video.uid, "error", error=reason)
             notify(video.uid)
         return _ok(shape(video))
+
+    if create_upload is not None:
+        tus_create = create_upload
+
+        @router.post("")
+        async def create_upload_route(request: Request) -> Response:
+            if "tus-resumable" not in request.headers:
+                raise errors.InvalidInput(
+                    "this engine takes uploads with tus (send Tus-Resumable: 1.0.0) or from "
+                    "a URL (POST /copy); basic form uploads are not supported"
+                )
+            return await tus_create(request)
 
     @router.get("/keys")
     def list_keys() -> JSONResponse:

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from hybridvideo.engine.store import EngineStore
 
+#: The source file's name inside a video's folder.
+SOURCE_NAME = "source"
+
 
 @dataclass(frozen=True)
 class EngineRuntime:
@@ -26,3 +29,14 @@ class EngineRuntime:
 
     def video_dir(self, uid: str) -> Path:
         return self.media_root / uid
+
+    def source_path(self, uid: str) -> Path:
+        """The master being ingested: fetched from a URL, or moved here from a tus upload
+        (same disk, so a rename); ingest deletes it once the video is finished."""
+        return self.video_dir(uid) / SOURCE_NAME
+
+    @property
+    def upload_root(self) -> Path:
+        """Unfinished tus uploads, on the media disk so a finished one is renamed into
+        :meth:`source_path` rather than copied. Never a uid (those are 32 hex)."""
+        return self.media_root / "uploads"

@@ -8,6 +8,8 @@ the same codes so the engine's API can pass them through unchanged:
 * ``ERR_MALFORMED_VIDEO``: it *looks* like a video (a known container signature, or a
   video stream was found) but cannot be demuxed or decoded to the end;
 * ``ERR_DURATION_TOO_SHORT``: under 0.1 s;
+* ``ERR_DURATION_EXCEED_CONSTRAINT``: longer than the video's ``maxDurationSeconds``
+  (set on a direct/tus upload or by an edit), checked before anything is encoded;
 * ``ERR_UNKNOWN``: anything else (our side: disk, timeout, a bug).
 
 Only container formats from Cloudflare's accepted list (plus raw H.264/HEVC/MPEG-4
@@ -29,6 +31,7 @@ from hybridvideo.errors import HybridVideoError
 ERR_NON_VIDEO = "ERR_NON_VIDEO"
 ERR_MALFORMED_VIDEO = "ERR_MALFORMED_VIDEO"
 ERR_DURATION_TOO_SHORT = "ERR_DURATION_TOO_SHORT"
+ERR_DURATION_EXCEED_CONSTRAINT = "ERR_DURATION_EXCEED_CONSTRAINT"
 ERR_UNKNOWN = "ERR_UNKNOWN"
 MIN_DURATION = 0.1
 
@@ -171,12 +174,27 @@ def probe_source(path: Path) -> SourceInfo:
     )
 
 
+def check_max_duration(path: Path, max_seconds: int) -> None:
+    """Refuse a source longer than ``max_seconds`` (Cloudflare's ``maxDurationSeconds``).
+
+    Probed before the encode so an over-long upload costs one probe, not a whole ladder.
+    """
+    duration = probe_source(path).duration
+    if duration > max_seconds:
+        raise EncodeError(
+            ERR_DURATION_EXCEED_CONSTRAINT,
+            f"the video is {duration:.1f} s long; maxDurationSeconds is {max_seconds}",
+        )
+
+
 __all__ = [
+    "ERR_DURATION_EXCEED_CONSTRAINT",
     "ERR_DURATION_TOO_SHORT",
     "ERR_MALFORMED_VIDEO",
     "ERR_NON_VIDEO",
     "ERR_UNKNOWN",
     "EncodeError",
     "SourceInfo",
+    "check_max_duration",
     "probe_source",
 ]

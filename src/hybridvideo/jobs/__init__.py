@@ -16,7 +16,9 @@ from hybridvideo.jobs import (
     engine_ingest,
     engine_sweep,
     engine_webhook,
+    ingest_finish,
     ingest_hook,
+    ingest_sweep,
     verify_master,
 )
 
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
     from hybridvideo.container import Container
 
 JOB_MODULES = (
+    ingest_finish,
+    ingest_sweep,
     verify_master,
     engine_ingest,
     engine_webhook,

@@ -1,4 +1,4 @@
-"""Ingest one copied video in the engine: fetch the source, encode the ladder, publish.
+"""Ingest one engine video: fetch the source (unless a tus upload left it), encode, publish.
 
 States follow Cloudflare's: ``downloading`` (fetch) → ``queued`` → ``inprogress`` (encode,
 ``pctComplete`` rising, ``readyToStream`` once the lowest rung plays) → ``ready`` or
@@ -6,6 +6,10 @@ States follow Cloudflare's: ``downloading`` (fetch) → ``queued`` → ``inprogr
 never fails, so a bad upload cannot wedge or crash a worker. Safe to repeat: a finished
 video is left alone, a fetched source is not fetched again, and the encoder replaces a
 half-written output folder. Then the account's webhook (if any) is queued.
+
+A video uploaded with tus (:mod:`hybridvideo.engine.uploads`) has no source URL: its
+upload was renamed into :meth:`EngineRuntime.source_path` before this job was queued, so
+the fetch is skipped. A ``maxDurationSeconds`` on the video is checked before encoding.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from hybridvideo.engine.delivery import MEDIA_DIR
 from hybridvideo.engine.encode import encode
 from hybridvideo.engine.encode_result import RESULT_NAME
 from hybridvideo.engine.fetch import FetchError, fetch
-from hybridvideo.engine.source import ERR_UNKNOWN, EncodeError
+from hybridvideo.engine.source import ERR_UNKNOWN, EncodeError, check_max_duration
 from hybridvideo.errors import NotFound
 from hybridvideo.jobs import engine_webhook
 from hybridvideo.queue.base import JobSpec
@@ -30,7 +34,6 @@ if TYPE_CHECKING:
     from hybridvideo.engine.runtime import EngineRuntime
 
 NAME = "engine.ingest"
-SOURCE_NAME = "source"
 log = logging.getLogger("hybridvideo.engine")
 
 
@@ -53,13 +56,15 @@ def ingest(rt: EngineRuntime, uid: str) -> str:
         return "done"
     workdir = rt.video_dir(uid)
     workdir.mkdir(parents=True, exist_ok=True)
-    source = workdir / SOURCE_NAME
+    source = rt.source_path(uid)
     try:
         if not source.exists():
-            if not video.source_url:
-                raise FetchError("the video has no source URL")
+            if not video.source_url:  # an upload whose file is gone (it never arrives twice)
+                raise EncodeError(ERR_UNKNOWN, "the uploaded file is missing")
             rt.store.set_processing_state(uid, "downloading")
             fetch(video.source_url, source)
+        if video.max_duration_seconds:
+            check_max_duration(source, video.max_duration_seconds)
         rt.store.set_processing_state(uid, "queued")
         rt.store.set_processing_state(uid, "inprogress", pct=0)
         progress = _Progress(rt, uid)

@@ -120,6 +120,11 @@ class NoEvents:
 
 
 class LockHandle(Protocol):
+    @property
+    def lost(self) -> bool:
+        """True once another node may hold the lock (a Redis lock that expired)."""
+        ...
+
     def release(self) -> None: ...
 
 
@@ -146,6 +151,8 @@ class TusMetrics(Protocol):
 
     def connection(self) -> AbstractContextManager[None]: ...
 
+    def patch_timer(self) -> AbstractContextManager[None]: ...
+
 
 class _NoMetrics:
     def request(self, method: str) -> None:
@@ -167,6 +174,9 @@ class _NoMetrics:
         return None
 
     def connection(self) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def patch_timer(self) -> AbstractContextManager[None]:
         return nullcontext()
 
 
@@ -193,6 +203,7 @@ class _SetLocker:
 class _SetHandle:
     locker: _SetLocker
     upload_id: str
+    lost: bool = False
 
     def release(self) -> None:
         self.locker._release(self.upload_id)
@@ -213,6 +224,9 @@ class TusOptions:
     #: called as ``chunk_rule(info, offset, content_length)`` before any byte is read;
     #: raise :class:`TusError` to refuse.
     chunk_rule: Callable[[UploadInfo, int, int | None], None] | None = None
+    #: Extra headers for a 201 (Cloudflare's ``stream-media-id``), from the new upload's
+    #: info after ``events.created``; must not block.
+    creation_headers: Callable[[UploadInfo], Mapping[str, str]] | None = None
 
 
 #: Statuses that map domain errors raised by events/authorize to tus answers.
@@ -263,6 +277,14 @@ def _bounded(chunks: Iterator[bytes], limit: int | None, kind: TusErrorKind) -> 
         seen += len(chunk)
         if limit is not None and seen > limit:
             raise TusError(kind, detail=f"body over {limit} bytes")
+        yield chunk
+
+
+def _while_held(chunks: Iterator[bytes], handle: LockHandle) -> Iterator[bytes]:
+    """Stop writing the moment the lock is lost: another node may be writing now."""
+    for chunk in chunks:
+        if handle.lost:
+            raise TusError(TusErrorKind.LOCKED, detail="upload lock lost mid-write")
         yield chunk
 
 
@@ -375,7 +397,9 @@ def build_tus_router(
             )
             pending = digests.begin(info.id, current.offset)
             body = _sync_chunks(request.stream().__aiter__())
-            chunks = pending.feed(_counted(_bounded(body, plan.limit, kind), metrics))
+            chunks = pending.feed(
+                _counted(_while_held(_bounded(body, plan.limit, kind), handle), metrics)
+            )
             until = expires()
 
             def write() -> int:
@@ -434,6 +458,7 @@ def build_tus_router(
         metrics.created()
         await complete(info)
         headers = {"Location": location_of(info.id), **expiry_header(info.expires_at)}
+        headers.update(opts.creation_headers(info) if opts.creation_headers else {})
         return _plain(201, "", **headers)
 
     async def new_info(request: Request, principal: Principal, *, length: int | None) -> UploadInfo:
@@ -480,6 +505,7 @@ def build_tus_router(
         metrics.created()
         location = location_of(info.id)
         headers = {"Location": location, **expiry_header(info.expires_at)}
+        headers.update(opts.creation_headers(info) if opts.creation_headers else {})
         if with_upload:
             try:
                 info, until = await write_body(request, info, "0", principal)
@@ -500,7 +526,8 @@ def build_tus_router(
     async def patch(request: Request, upload_id: str | None, principal: Principal) -> Response:
         info = await load(str(upload_id), principal)
         offset = request.headers.get("upload-offset")
-        info, until = await write_body(request, info, offset, principal)
+        with metrics.patch_timer():
+            info, until = await write_body(request, info, offset, principal)
         await complete(info)
         return _plain(204, "", **{"Upload-Offset": str(info.offset), **expiry_header(until)})
 

@@ -394,8 +394,9 @@ class LocalUploadStore:
     def _commit(self, fd: int, info: UploadInfo, written: int, expires_at: datetime | None) -> int:
         os.fsync(fd)  # durable first ...
         if written or expires_at is not None:  # ... then recorded
-            expires = info.expires_at if expires_at is None else expires_at
-            self._save(replace(info, offset=info.offset + written, expires_at=expires))
+            current = self.get(info.id)  # notes may have changed during a long write
+            expires = current.expires_at if expires_at is None else expires_at
+            self._save(replace(current, offset=info.offset + written, expires_at=expires))
         return info.offset + written
 
     def update(
@@ -445,24 +446,29 @@ class LocalUploadStore:
 
     def finish(self, upload_id: str) -> str:
         """Hand the data file to the archive as ``incoming/<id>``: renamed into a local
-        archive (same disk), streamed into any other. A repeat finds the object and
-        returns its key; a leftover data file (crash after a copy) is removed then."""
+        archive (same disk), streamed into any other.
+
+        The data file leaves the upload folder only once the object exists, so a missing
+        data file means "finished" (the application may have moved the object on since)
+        and a repeat returns the key. A data file left beside an existing object (a crash
+        after a copy, before the unlink) is removed then."""
         info = self.get(upload_id)
         check_finishable(info)
         archive = self._require_archive()
         key = incoming_key(upload_id)
         data = self.data_path(upload_id)
-        if archive.exists(key):
-            with contextlib.suppress(FileNotFoundError):
-                data.unlink()
-            return key
         try:
             fh = data.open("r+b")
-        except FileNotFoundError as exc:
-            raise TusError(TusErrorKind.NOT_FOUND, detail="the upload's data is gone") from exc
+        except FileNotFoundError:
+            return key
         with fh:
-            fh.truncate(info.offset)  # an unrecorded tail must not reach the archive
-            os.fsync(fh.fileno())
+            handed_over = archive.exists(key)
+            if not handed_over:
+                fh.truncate(info.offset)  # an unrecorded tail must not reach the archive
+                os.fsync(fh.fileno())
+        if handed_over:
+            data.unlink()
+            return key
         content_type = content_type_of(info.metadata)
         if isinstance(archive, FileAdopter):
             archive.adopt(data, key, content_type=content_type)

@@ -1,0 +1,1 @@
+"""Sending catalog videos to the Stream service and bringing the outcome back."""
