@@ -9,9 +9,10 @@ Playwright never downloads a browser here: it drives the system Chromium through
 is stopped, so each browser test gets a fresh Playwright (function scope) rather than one
 left running under other tests of the same worker.
 
-The ingest server is, for now, a bare app: the tus router over a :class:`LocalUploadStore`,
-the admin pages and a stand-in for ``GET /api/v1/uploads/{id}``. When the real app mounts
-ingest, :func:`serve_ingest` is the one place to switch to it (see its docstring).
+The ingest server is the real app (``create_app`` over an embedded container, with its
+worker), so every upload goes all the way: tus, then the ``ingest.finish`` job (archive,
+probe, catalog) that ``GET /api/v1/uploads/{id}`` reports on. Delivery is pointed at a
+closed port, so nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -21,22 +22,23 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import httpx
 import pytest
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 
-from hybridvideo.api import errors
-from hybridvideo.api.routers.admin_pages import STATIC_DIR, build_admin_pages_router
-from hybridvideo.ingest.tus.handler import build_tus_router
-from hybridvideo.ingest.tus.protocol import Capabilities, TusError
-from hybridvideo.ingest.tus.store import LocalUploadStore
-from tests.services import in_ci, serve_asgi
+from hybridvideo.api.app import create_app
+from hybridvideo.api.routers.admin_pages import STATIC_DIR
+from hybridvideo.config import Settings, load_settings
+from hybridvideo.container import Container, build_container
+from hybridvideo.ingest.tus.protocol import TusError
+from hybridvideo.ingest.tus.store import LocalUploadStore, incoming_key
+from tests.services import free_port, in_ci, serve_asgi
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -56,6 +58,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 MAX_UPLOAD = 256 * 1024 * 1024
+#: How long an upload may take to get its outcome (archive, probe, thumbnail) once complete.
+OUTCOME_TIMEOUT = 60.0
 
 # Nothing in the test run may fetch a browser build (it would fail here and is not ours).
 os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
@@ -212,12 +216,19 @@ class RecordingMiddleware:
 
 @dataclass
 class IngestServer:
-    """What a test needs to know about the server it uploads to."""
+    """What a test needs to know about the server it uploads to (the real app)."""
 
     base: str
-    store: LocalUploadStore
-    token: str  # typed into the upload page; sent as a bearer token
+    container: Container
+    token: str  # the admin token: typed into the upload page, sent as a bearer token
     recorder: RecordingMiddleware
+
+    @property
+    def store(self) -> LocalUploadStore:
+        """The app's upload store (uploads' info, and their bytes while receiving)."""
+        store = self.container.ingest.store
+        assert isinstance(store, LocalUploadStore), store
+        return store
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -240,11 +251,40 @@ class IngestServer:
     def upload_id(upload_url: str) -> str:
         return upload_url.rstrip("/").rsplit("/", 1)[1]
 
+    def api(self, path: str) -> dict[str, Any]:
+        """``GET /api/v1/<path>`` as the admin; the JSON body of a 200."""
+        response = httpx.get(f"{self.base}/api/v1/{path}", headers=self.headers, timeout=10)
+        assert response.status_code == 200, (path, response.status_code, response.text)
+        body: dict[str, Any] = response.json()
+        return body
+
+    def outcome(self, upload_url: str, timeout: float = OUTCOME_TIMEOUT) -> dict[str, Any]:
+        """The upload's status (``GET /api/v1/uploads/{id}``) once it is ready or failed:
+        the embedded worker's ``ingest.finish`` job has archived (and probed) it."""
+        upload_id = self.upload_id(upload_url)
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.api(f"uploads/{upload_id}")
+            if status["state"] in ("ready", "failed"):
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"upload {upload_id} has no outcome yet: {status}")
+            time.sleep(0.05)
+
     def stored(self, upload_url: str) -> bytes:
-        """The bytes the server holds for an upload, up to its recorded offset."""
+        """The bytes the server holds for an upload: up to its recorded offset while it is
+        receiving; once complete, the archive object it became (after its outcome: a
+        video's master, or ``incoming/<id>`` for a file that is not one)."""
         upload_id = self.upload_id(upload_url)
         info = self.store.get(upload_id)
-        return self.store.data_path(upload_id).read_bytes()[: info.offset]
+        if info.is_partial or not info.is_complete:
+            return self.store.data_path(upload_id).read_bytes()[: info.offset]
+        status = self.outcome(upload_url)
+        if status["state"] == "ready":
+            key = self.api(f"videos/{status['videoId']}")["spec"]["archiveKey"]
+        else:
+            key = incoming_key(upload_id)
+        return b"".join(self.container.archive.open(key))
 
     def upload_ids(self) -> list[str]:
         return sorted(info.id for info in self.store.list_uploads())
@@ -257,65 +297,44 @@ class IngestServer:
         return True
 
 
-def _status_stand_in(app: FastAPI, store: LocalUploadStore) -> None:
-    """``GET /api/v1/uploads/{id}`` in the real app's JSON shape, from the upload alone:
-    complete + ``filetype`` video/* → ready, complete otherwise → failed. Replaced by the
-    real route (which probes, archives and catalogues) when the tests move to the app."""
-
-    @app.get("/api/v1/uploads/{upload_id}")
-    def upload_status(upload_id: str) -> JSONResponse:
-        try:
-            info = store.get(upload_id)
-        except TusError:
-            body = {"error": {"code": "NOT_FOUND", "message": "no such upload"}}
-            return JSONResponse(body, status_code=404)
-        complete = info.length is not None and info.offset == info.length
-        is_video = (info.metadata.get("filetype") or "").startswith("video/")
-        state = "receiving" if not complete else "ready" if is_video else "failed"
-        error = None
-        if state == "failed":
-            error = {"code": "NOT_A_VIDEO", "message": "the file is not a video"}
-        return JSONResponse(
-            {
-                "id": info.id,
-                "offset": info.offset,
-                "length": info.length,
-                "state": state,
-                "video_id": f"v{info.id[:12]}" if state == "ready" else None,
-                "error": error,
-            }
-        )
+def ingest_settings(data_dir: Path, port: int) -> Settings:
+    """Embedded settings whose delivery reaches nothing outside: no engine, and a "Stream
+    API" at a path of this very app that does not exist. Its 404 makes a queued delivery
+    fail at once (ERROR, no retry). A closed port would not do: the SDK retries a refused
+    connection for ~15 s, holding a worker thread that shutdown then waits for."""
+    public_url = f"http://127.0.0.1:{port}"
+    return load_settings(
+        data_dir=data_dir,
+        port=port,
+        public_url=public_url,
+        engine=False,
+        stream_api_url=f"{public_url}/no-stream-here/client/v4",
+        cloudflare_account_id="a" * 32,
+        cloudflare_stream_token="t" * 40,
+        upload_max_size=MAX_UPLOAD,
+    )
 
 
 @contextlib.contextmanager
 def serve_ingest(root: Path, *, bytes_per_second: int | None = None) -> Iterator[IngestServer]:
-    """A server with tus at ``/files``, the admin pages and the upload status route.
-
-    Today: a bare app over a :class:`LocalUploadStore` in ``root`` (no auth, so any token
-    passes; no concatenation yet). To move to the real app, build it with
-    ``create_app(container)`` over a container whose data dir is ``root``, wrap it in
-    :class:`RecordingMiddleware` the same way, and return an :class:`IngestServer` with the
-    app's admin token and a ``store`` reading the app's upload folder.
-    """
-    store = LocalUploadStore(root / "uploads")
-    caps = Capabilities(
-        creation=True,
-        creation_with_upload=True,
-        creation_defer_length=True,
-        termination=True,
-        max_size=MAX_UPLOAD,
-    )
-    app = FastAPI()
-    errors.install(app)
-    app.include_router(build_tus_router(store, caps))
-    app.include_router(build_admin_pages_router())
-    _status_stand_in(app, store)
-    recorder = RecordingMiddleware(app, [], bytes_per_second)
-    with serve_asgi(recorder) as base:
-        yield IngestServer(base=base, store=store, token="e2e-token-0123456789", recorder=recorder)
+    """The real app (tus at ``/files``, the admin pages, the upload and video API, the
+    embedded worker that finishes uploads) over a data dir in ``root``, on a real socket,
+    behind :class:`RecordingMiddleware`."""
+    port = free_port()
+    container = build_container(ingest_settings(root / "data", port), serving=True)
+    try:
+        assert container.admin_token is not None
+        app = create_app(container, run_worker=True)
+        recorder = RecordingMiddleware(app, [], bytes_per_second)
+        with serve_asgi(recorder, port=port) as base:
+            yield IngestServer(
+                base=base, container=container, token=container.admin_token, recorder=recorder
+            )
+    finally:
+        container.close()
 
 
 @pytest.fixture
 def ingest_server(tmp_path: Path) -> Iterator[IngestServer]:
-    with serve_ingest(tmp_path) as server:
+    with serve_ingest(tmp_path / "server") as server:
         yield server

@@ -44,11 +44,22 @@ def methods(result: dict[str, Any]) -> list[str]:
     return [str(r["method"]) for r in result["requests"]]
 
 
-def assert_stored(server: IngestServer, result: dict[str, Any], source: Path) -> None:
+def assert_stored(
+    server: IngestServer, result: dict[str, Any], source: Path, *, state: str = "failed"
+) -> dict[str, Any]:
+    """The upload succeeded, got its outcome (random bytes: ``failed``, NOT_A_VIDEO; a real
+    clip: ``ready``), and the bytes the server archived are the source's. Returns the
+    upload's status."""
     assert result["ok"], result["error"]
+    outcome = server.outcome(result["uploadUrl"])
+    assert outcome["state"] == state, outcome
+    if state == "failed":
+        assert outcome["error"]["code"] == "NOT_A_VIDEO", outcome
+        assert outcome["videoId"] is None
     stored = server.stored(result["uploadUrl"])
     assert len(stored) == source.stat().st_size
     assert sha256(stored) == sha256(source.read_bytes())
+    return outcome
 
 
 def test_creation_then_patches(
@@ -83,7 +94,8 @@ def test_creation_with_upload_sends_the_data_in_the_post(
         headers=ingest_server.headers,
         uploadDataDuringCreation=True,
     )
-    assert_stored(ingest_server, result, sample_video)
+    outcome = assert_stored(ingest_server, result, sample_video, state="ready")
+    assert outcome["error"] is None and outcome["videoId"]
     assert methods(result) == ["POST"]  # the whole (small) file went with the creation
     post = result["requests"][0]
     assert post["headers"]["Content-Type"] == "application/offset+octet-stream"
@@ -128,7 +140,6 @@ def test_deferred_length_from_a_stream(
     assert info.length == 2 * MiB + 100
 
 
-@pytest.mark.xfail(strict=True, reason="concatenation lands with the mount")
 def test_parallel_uploads_are_concatenated(
     node_tus: NodeTus, ingest_server: IngestServer, tmp_path: Path
 ) -> None:
@@ -143,7 +154,19 @@ def test_parallel_uploads_are_concatenated(
     posts = [r for r in result["requests"] if r["method"] == "POST"]
     concat = [p["headers"].get("Upload-Concat", "") for p in posts]
     assert concat.count("partial") == 3
-    assert sum(c.startswith("final;") for c in concat) == 1
+    finals = [c.removeprefix("final;").split() for c in concat if c.startswith("final;")]
+    assert len(finals) == 1
+    # The final upload joins exactly the three partials the client created, and it is the
+    # one whose bytes became the archived file (checked above).
+    partials = {
+        IngestServer.upload_id(p["responseHeaders"]["Location"])
+        for p in posts
+        if p["headers"].get("Upload-Concat") == "partial"
+    }
+    assert {IngestServer.upload_id(url) for url in finals[0]} == partials
+    final_id = IngestServer.upload_id(result["uploadUrl"])
+    assert ingest_server.upload_ids() == sorted({*partials, final_id})
+    assert all(ingest_server.store.get(pid).is_partial for pid in partials)
 
 
 def test_method_override_sends_patches_as_posts(

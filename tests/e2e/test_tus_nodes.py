@@ -10,6 +10,7 @@ import hashlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import imageio_ffmpeg
 import pytest
 from tusclient import client as tus_client
 
-from tests.e2e.nodes import ADMIN_TOKEN, node, node_env, start_node, stop_node
+from tests.e2e.nodes import ADMIN_TOKEN, HV, node, node_env, start_node, stop_node
 from tests.services import free_port
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,7 @@ def big_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [
             imageio_ffmpeg.get_ffmpeg_exe(),
             "-v", "error", "-f", "lavfi",
-            "-i", "testsrc2=size=1280x720:rate=30:duration=2",
+            "-i", "testsrc2=size=640x360:rate=30:duration=2", "-vf", "noise=alls=40:allf=t",
             "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-pix_fmt", "yuv420p",
             str(out),
         ],
@@ -152,6 +153,7 @@ def test_two_nodes_share_one_upload_through_postgres_redis_and_s3(
         "DATABASE_URL": postgres_db,
         "HYBRIDVIDEO_REDIS_URL": redis_url,
         "HYBRIDVIDEO_QUEUE_BACKEND": "postgres",
+        "HYBRIDVIDEO_EMBEDDED_WORKER": "true",
         "HYBRIDVIDEO_UPLOAD_LOCK": "redis",
         "HYBRIDVIDEO_ARCHIVE_BACKEND": "s3",
         "HYBRIDVIDEO_S3_ENDPOINT_URL": s3_endpoint,
@@ -169,14 +171,56 @@ def test_two_nodes_share_one_upload_through_postgres_redis_and_s3(
     ports = [free_port(), free_port()]
     env_a = node_env(tmp_path / "a", **shared)
     env_b = node_env(tmp_path / "b", **shared)
+    # PostgreSQL is never migrated behind the operator's back: once, before the nodes
+    migrated = subprocess.run(
+        [*HV, "db", "upgrade"], env=env_a, capture_output=True, text=True, timeout=120
+    )
+    assert migrated.returncode == 0, migrated.stderr
     with node(env_a, ports[0]), node(env_b, ports[1]):
         bases = [f"http://127.0.0.1:{p}" for p in ports]
         r = httpx.post(f"{bases[0]}/files/", headers={**AUTH, "Upload-Length": str(len(data))})
         assert r.status_code == 201, r.text
         path = r.headers["Location"]
         step = 3 * 1024 * 1024 + 12345  # odd sizes: chunks and parts never line up
-        offset = 0
-        turn = 0
+        # While node A is in the middle of a PATCH, node B refuses to write (423)
+        gate = threading.Event()
+
+        def slow_body() -> Iterator[bytes]:
+            yield data[: 64 * 1024]
+            gate.wait(20)
+            yield data[64 * 1024 : step]
+
+        first: dict[str, httpx.Response] = {}
+        writer = threading.Thread(
+            target=lambda: first.setdefault(
+                "r",
+                httpx.patch(
+                    bases[0] + path,
+                    content=slow_body(),
+                    headers={**AUTH, "Content-Type": OCTETS, "Upload-Offset": "0"},
+                    timeout=60,
+                ),
+            )
+        )
+        writer.start()
+        statuses = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            r = httpx.patch(
+                bases[1] + path,
+                content=b"",
+                headers={**AUTH, "Content-Type": OCTETS, "Upload-Offset": "0"},
+            )
+            statuses.append(r.status_code)
+            if r.status_code == 423:
+                break
+            time.sleep(0.05)
+        gate.set()
+        writer.join(60)
+        assert statuses[-1] == 423, statuses
+        assert first["r"].status_code == 204 and first["r"].headers["Upload-Offset"] == str(step)
+        offset = step
+        turn = 1
         while offset < len(data):
             base = bases[turn % 2]
             head = httpx.head(base + path, headers=AUTH)

@@ -1,10 +1,12 @@
 """The admin upload page: its router over HTTP, then the page itself in real Chromium.
 
-The browser tests drive ``/admin/upload`` on a real server (see ``serve_ingest`` in
-conftest.py) the way a person would: type the token, choose or drop a file, press Upload,
-pause, reload mid-upload and choose the file again. The server's own record of requests
-and its stored bytes are the evidence: one upload created, resumed where it stopped, and
-bytes equal to the source.
+The browser tests drive ``/admin/upload`` on the real app (see ``serve_ingest`` in
+conftest.py) the way a person would: type (or paste) a token, choose or drop a file, press
+Upload, pause, reload mid-upload and choose the file again. The server's own record of
+requests, its archived bytes and the upload's outcome are the evidence: one upload
+created, resumed where it stopped, bytes equal to the source, and the page showing what
+the server made of them (a real clip: "Ready." and its video id; other bytes: "Failed:"
+with the server's NOT_A_VIDEO message).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -23,7 +26,8 @@ from fastapi import FastAPI
 
 from hybridvideo.api import errors
 from hybridvideo.api.routers.admin_pages import STATIC_DIR, build_admin_pages_router
-from tests.e2e.conftest import IngestServer, RequestRecord, serve_ingest
+from hybridvideo.ingest.tus.handler import PRINCIPAL_NOTE
+from tests.e2e.conftest import OUTCOME_TIMEOUT, IngestServer, RequestRecord, serve_ingest
 from tests.services import serve_asgi
 
 if TYPE_CHECKING:
@@ -32,6 +36,9 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 MiB = 1024 * 1024
 TIMEOUT_MS = 60_000
+#: Playwright's ``expect`` has its own 5 s default (not the page's): the server's outcome
+#: (archive, probe, thumbnail) and the page's polling of it get this long instead.
+OUTCOME_MS = int(OUTCOME_TIMEOUT * 1000)
 #: Bytes the browser already handed to the kernel still reach the server after a pause or
 #: a reload (here up to ~12 MB; at most tcp_rmem's 32 MiB + tcp_wmem's 4 MiB on Linux):
 #: files bigger than that make sure the upload is really cut part-way.
@@ -45,10 +52,17 @@ def sha256(data: bytes) -> str:
 # --- the router over HTTP -----------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def pages_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IngestServer]:
+    """One app for the read-only checks of the pages router (nothing is uploaded)."""
+    with serve_ingest(tmp_path_factory.mktemp("pages")) as server:
+        yield server
+
+
 def test_page_and_files_carry_types_security_headers_and_etags(
-    admin_bundle: Path, ingest_server: IngestServer
+    admin_bundle: Path, pages_server: IngestServer
 ) -> None:
-    with httpx.Client(base_url=ingest_server.base) as http:
+    with httpx.Client(base_url=pages_server.base) as http:
         page = http.get("/admin/upload")
         assert page.status_code == 200
         assert page.headers["content-type"] == "text/html; charset=utf-8"
@@ -92,8 +106,8 @@ def test_page_and_files_carry_types_security_headers_and_etags(
         "upload",
     ],
 )
-def test_static_names_are_checked_strictly(name: str, ingest_server: IngestServer) -> None:
-    response = httpx.get(f"{ingest_server.base}/admin/static/{name}")
+def test_static_names_are_checked_strictly(name: str, pages_server: IngestServer) -> None:
+    response = httpx.get(f"{pages_server.base}/admin/static/{name}")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "NOT_FOUND"
 
@@ -158,11 +172,47 @@ def patches(server: IngestServer) -> list[RequestRecord]:
     return [r for r in server.requests if r.method == "PATCH"]
 
 
-def stored_upload(server: IngestServer) -> tuple[str, bytes]:
-    """The one upload the server holds, and its bytes."""
+def only_upload(server: IngestServer) -> str:
+    """The URL of the one upload the server holds."""
     ids = server.upload_ids()
     assert len(ids) == 1, f"expected exactly one upload, found {ids}"
-    return ids[0], server.stored(f"{server.endpoint}/{ids[0]}")
+    return f"{server.endpoint}/{ids[0]}"
+
+
+def stored_upload(server: IngestServer) -> tuple[str, bytes]:
+    """The one upload the server holds, and its bytes (archived, once it has an outcome)."""
+    url = only_upload(server)
+    return IngestServer.upload_id(url), server.stored(url)
+
+
+def expect_ready(page: Page, server: IngestServer) -> dict[str, Any]:
+    """The server made a video of the one upload and the page says so, with its id;
+    returns the video (``GET /api/v1/videos/{id}``)."""
+    from playwright.sync_api import expect
+
+    outcome = server.outcome(only_upload(server))
+    assert outcome["state"] == "ready" and outcome["error"] is None, outcome
+    video_id = outcome["videoId"]
+    expect(page.locator("#status")).to_have_text("Ready.", timeout=OUTCOME_MS)
+    expect(page.locator("#status")).not_to_have_class(re.compile(r"\berror\b"))
+    expect(page.locator("#result")).to_have_text(f"Video {video_id}")
+    expect(page.locator("#result")).to_have_attribute("data-video-id", video_id)
+    return server.api(f"videos/{video_id}")
+
+
+def expect_not_a_video(page: Page, server: IngestServer) -> None:
+    """The server refused the one upload as not a video, and the page shows its message."""
+    from playwright.sync_api import expect
+
+    outcome = server.outcome(only_upload(server))
+    assert outcome["state"] == "failed" and outcome["videoId"] is None, outcome
+    assert outcome["error"]["code"] == "NOT_A_VIDEO", outcome
+    message = outcome["error"]["message"]
+    assert message
+    expect(page.locator("#status")).to_have_text(f"Failed: {message}", timeout=OUTCOME_MS)
+    expect(page.locator("#status")).to_have_class("error")
+    expect(page.locator("#result")).to_have_text(message)
+    expect(page.locator("#result")).to_have_class(re.compile(r"\berror\b"))
 
 
 def test_upload_a_video(
@@ -179,10 +229,11 @@ def test_upload_a_video(
     page.fill("#title", "Intro, take 2")
     page.click("#start")
 
-    expect(page.locator("#percent")).to_have_text("100 %")
-    expect(page.locator("#status")).to_have_text("Ready.")
+    expect(page.locator("#percent")).to_have_text("100 %", timeout=TIMEOUT_MS)
+    video = expect_ready(page, ingest_server)
+    assert (video["title"], video["collection"]) == ("Intro, take 2", "work")
     upload_id, data = stored_upload(ingest_server)
-    expect(page.locator("#result")).to_have_text(re.compile(r"^Video \S+$"))
+    assert video["spec"]["archiveKey"].startswith("masters/")
     assert sha256(data) == sha256(sample_video.read_bytes())
     info = ingest_server.store.get(upload_id)
     assert info.metadata == {
@@ -201,6 +252,52 @@ def test_upload_a_video(
     assert problems == []
 
 
+def test_an_upload_token_uploads_and_reads_its_own_outcome(
+    browser: Browser, admin_bundle: Path, ingest_server: IngestServer, sample_video: Path
+) -> None:
+    """What an app does for its users: mint an upload token (admin API), hand it to the
+    page; the upload, and the page's polling of its outcome, then go with that token."""
+    from playwright.sync_api import expect
+
+    minted = httpx.post(
+        f"{ingest_server.base}/api/v1/upload-tokens",
+        headers=ingest_server.headers,
+        json={"ttl": 600, "collection": "guests", "ownerId": "user-42"},
+    )
+    assert minted.status_code == 201, minted.text
+    token = minted.json()["token"]
+    assert token != ingest_server.token
+    assert minted.json()["uploadUrl"] == f"{ingest_server.base}/files/"
+
+    page, problems = open_page(browser, ingest_server)
+    page.fill("#token", token)
+    page.set_input_files("#file", str(sample_video))
+    page.click("#start")
+    expect(page.locator("#percent")).to_have_text("100 %", timeout=TIMEOUT_MS)
+    video = expect_ready(page, ingest_server)
+    # The token's pins, not the page's fields, decided where the video went.
+    assert (video["collection"], video["ownerId"]) == ("guests", "user-42")
+    upload_id, data = stored_upload(ingest_server)
+    assert sha256(data) == sha256(sample_video.read_bytes())
+    grant = ingest_server.container.upload_tokens.verify(token)
+    assert ingest_server.store.get(upload_id).notes[PRINCIPAL_NOTE] == f"token:{grant.id}"
+    # The page asked for the outcome with the upload token (the admin's would do too, so
+    # check it was this one): the status answered 200 to it, and 404 to another token.
+    status = httpx.get(
+        f"{ingest_server.base}/api/v1/uploads/{upload_id}",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert status.status_code == 200 and status.json()["videoId"] == video["id"]
+    other = ingest_server.container.upload_tokens.mint(ttl=600)[0]
+    hidden = httpx.get(
+        f"{ingest_server.base}/api/v1/uploads/{upload_id}",
+        headers={"Authorization": f"Bearer {other}"},
+    )
+    assert hidden.status_code == 404
+    assert page.evaluate("sessionStorage.getItem('hybridvideo.upload.token')") == token
+    assert problems == []
+
+
 def test_a_failed_outcome_shows_the_servers_message(
     browser: Browser, admin_bundle: Path, ingest_server: IngestServer, tmp_path: Path
 ) -> None:
@@ -212,10 +309,8 @@ def test_a_failed_outcome_shows_the_servers_message(
     page.fill("#token", ingest_server.token)
     page.set_input_files("#file", str(source))
     page.click("#start")
-    expect(page.locator("#percent")).to_have_text("100 %")
-    expect(page.locator("#status")).to_have_text(re.compile(r"^Failed: .+"))
-    expect(page.locator("#status")).to_have_class("error")
-    expect(page.locator("#result")).to_have_class(re.compile(r"\berror\b"))
+    expect(page.locator("#percent")).to_have_text("100 %", timeout=TIMEOUT_MS)
+    expect_not_a_video(page, ingest_server)
     _, data = stored_upload(ingest_server)
     assert sha256(data) == sha256(source.read_bytes())
     assert problems == []
@@ -244,7 +339,8 @@ def test_a_dropped_file_is_uploaded(
     expect(page.locator("#chosen")).to_contain_text("dropped clip.mp4")
     expect(page.locator("#title")).to_have_value("dropped clip")
     page.click("#start")
-    expect(page.locator("#status")).to_have_text("Ready.")
+    expect(page.locator("#percent")).to_have_text("100 %", timeout=TIMEOUT_MS)
+    expect_not_a_video(page, ingest_server)  # named .mp4, typed video/mp4: still bytes
     _, data = stored_upload(ingest_server)
     assert data == bytes(i % 251 for i in range(size))
     assert problems == []
@@ -273,8 +369,8 @@ def test_pause_then_resume(browser: Browser, admin_bundle: Path, tmp_path: Path)
         kept = server.store.get(upload_id).offset
         assert 0 < kept < size, "paused part-way"
         page.click("#resume")
-        expect(page.locator("#percent")).to_have_text("100 %")
-        expect(page.locator("#status")).to_have_text(re.compile(r"^(Ready\.|Failed: .+)$"))
+        expect(page.locator("#percent")).to_have_text("100 %", timeout=TIMEOUT_MS)
+        expect_not_a_video(page, server)
         stored_id, data = stored_upload(server)
         assert stored_id == upload_id
         assert sha256(data) == sha256(source.read_bytes())
@@ -320,8 +416,8 @@ def test_a_reload_mid_upload_resumes_the_same_upload(
         kept = server.store.get(IngestServer.upload_id(upload_url)).offset
         page.set_input_files("#file", str(source))
         page.click("#start")
-        expect(page.locator("#percent")).to_have_text("100 %")
-        expect(page.locator("#status")).to_have_text(re.compile(r"^(Ready\.|Failed: .+)$"))
+        expect(page.locator("#percent")).to_have_text("100 %", timeout=TIMEOUT_MS)
+        expect_not_a_video(page, server)
 
         upload_id, data = stored_upload(server)
         assert f"{server.endpoint}/{upload_id}" == upload_url

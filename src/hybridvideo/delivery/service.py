@@ -182,17 +182,14 @@ class DeliveryService:
 
     def _adopt_orphan(self, video: VideoState) -> StreamVideo | None:
         """The copy an earlier, unanswered request made, if Stream has one."""
-        since = self._unanswered_request(video.id)
+        since, known = self._unanswered_request(video.id)
         if since is None:
             return None
         found: list[StreamVideo] = []
         for scanned, candidate in enumerate(self._stream.list(after=since - ADOPT_WINDOW)):
             if scanned >= MAX_SCAN:
                 break
-            if (
-                candidate.meta.get(VIDEO_ID_META) == video.id
-                and candidate.uid != video.spec.stream_uid
-            ):
+            if candidate.meta.get(VIDEO_ID_META) == video.id and candidate.uid not in known:
                 found.append(candidate)
         if not found:
             return None
@@ -208,16 +205,23 @@ class DeliveryService:
         )
         return best
 
-    def _unanswered_request(self, video_id: str) -> datetime | None:
-        """When the latest copy request was made, if no answer to it was recorded."""
-        for event in reversed(self._catalog.events(video_id)):
+    def _unanswered_request(self, video_id: str) -> tuple[datetime | None, set[str]]:
+        """When the latest copy request was made, if no answer to it was recorded; and
+        every stream uid the video ever had (earlier copies are never adopted)."""
+        events = self._catalog.events(video_id)
+        known = {
+            str(e.data["stream_uid"])
+            for e in events
+            if e.kind in (SENT, "stream_status") and e.data.get("stream_uid")
+        }
+        for event in reversed(events):
             if event.kind in (SENT, DEFERRED) or (
                 event.kind == FAILED and event.data.get("source") == "send"
             ):
-                return None
+                return None, known
             if event.kind == REQUESTED:
-                return event.created_at or self._clock()
-        return None
+                return event.created_at or self._clock(), known
+        return None, known
 
     def fail(self, video_id: str, message: str, *, code: str, source: str) -> VideoState:
         """Record a delivery failure: ERROR with ``message`` (shown to clients) and an event.

@@ -35,7 +35,8 @@ and ``creation_headers`` hooks:
   410. :meth:`EngineUploadEvents.sweep` (a periodic job) deletes expired uploads and
   moves their videos from ``pendingupload`` to ``error`` (``ERR_UNKNOWN``, "The upload
   expired before it was completed.") and notifies the webhook, so an abandoned upload
-  stops reserving storage and the app hears about it. A client ``DELETE`` of the upload
+  stops reserving storage and the app hears about it. A PATCH already writing when the
+  deadline passes is allowed to finish. A client ``DELETE`` of the upload
   deletes its still-empty video.
 
 Upload URLs are ``/client/v4/accounts/{acct}/stream/tus/{upload id}``, absolute in
@@ -49,10 +50,12 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import shutil
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
@@ -347,6 +350,7 @@ class EngineUploadEvents:
             with data.open("r+b") as fh:
                 fh.truncate(info.offset)  # an unrecorded tail (crash) is not the video's
             shutil.move(data, source)  # a rename: the uploads live on the media disk
+            _fsync_dir(source.parent)  # durable before the upload is deleted
         if video.state == "pendingupload":
             self.rt.store.set_processing_state(uid, "queued", size=info.offset)
         try:
@@ -369,24 +373,30 @@ class EngineUploadEvents:
     def sweep(self, now: datetime | None = None) -> int:
         """Delete expired uploads, fail their videos, redo lost hand-offs; how many acted on.
 
-        A video still ``pendingupload`` after its ``uploadExpiry`` becomes ``error`` even
-        if its upload is gone already (e.g. a wiped uploads folder).
+        Only uploads idle for :data:`HANDOFF_GRACE` are touched, so a PATCH still writing
+        (or handing off) when the deadline passes is never cut. A video still
+        ``pendingupload`` after its ``uploadExpiry``, with no live upload, becomes
+        ``error``, even if its upload vanished some other way (a wiped folder).
         """
         now = now or self._clock()
         acted = 0
+        live: set[str] = set()
         for info in list(self.store.list_uploads()):
-            if info.is_complete:  # never expired: its bytes are all here
-                if self._idle(info.id, now):  # the PATCH that finished it died mid hand-off
-                    self.completed(info, None)
-                    acted += 1
-            elif info.expires_at is not None and now >= info.expires_at:
+            idle = self._idle(info.id, now)
+            expired = info.expires_at is not None and now >= info.expires_at
+            if info.is_complete and idle:  # the PATCH that finished it died mid hand-off
+                self.completed(info, None)
+                acted += 1
+            elif expired and idle and not info.is_complete:
                 self._discard(info.id)
                 acted += 1
+            else:
+                live.add(info.notes.get(NOTE_UID, ""))
         for video in self.rt.store.list_videos(
             self.rt.account_id, VideoQuery(status="pendingupload", asc=True)
         ):
             expiry = video.upload_expiry
-            if expiry is not None and as_utc(expiry) <= now:
+            if video.uid not in live and expiry is not None and as_utc(expiry) <= now:
                 self.rt.store.set_processing_state(
                     video.uid, "error", error=(ERR_UNKNOWN, EXPIRED_TEXT)
                 )
@@ -413,6 +423,14 @@ class EngineUploadEvents:
             self._notify_hook(uid)
         except Exception:
             log.exception("could not queue the webhook", extra={"uid": uid})
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # -- HTTP -------------------------------------------------------------------------------

@@ -29,8 +29,9 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import PurePosixPath
-from typing import Any, Protocol
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO, Protocol, cast
+from urllib.parse import quote
 
 from hybridvideo.archive.base import ArchiveStore
 from hybridvideo.catalog.base import Catalog
@@ -48,7 +49,7 @@ from hybridvideo.ingest.tus.handler import PRINCIPAL_NOTE, Principal
 from hybridvideo.ingest.tus.protocol import TusError, TusErrorKind, UploadInfo
 from hybridvideo.ingest.tus.store import UploadStore
 from hybridvideo.queue.base import TaskQueue
-from hybridvideo.videos.service import CONTENT_TYPES, master_key
+from hybridvideo.videos.service import CONTENT_TYPES, AddResult, VerifyingReader, master_key
 
 log = logging.getLogger("hybridvideo.ingest")
 
@@ -222,29 +223,36 @@ class IngestService:
 
     def _make_video(self, info: UploadInfo, key: str, sha256: str | None) -> VideoState:
         size = info.offset
+        notes = info.notes
+        sha256 = sha256 or notes.get("sha256")
+        source = key
+        moved_to = notes.get("master_key")
+        if moved_to and not self._archive.exists(key) and self._archive.exists(moved_to):
+            source = moved_to  # a retry after the move: carry on from the master
         if sha256 is None:
             digest = hashlib.sha256()
-            for chunk in self._archive.open(key):
+            for chunk in self._archive.open(source):
                 digest.update(chunk)
             sha256 = digest.hexdigest()
-        notes = info.notes
         filename = notes.get("filename") or f"upload-{info.id}"
         suffix = _suffix(filename)
-        with self._reader(self._archive, key, size) as source:
-            media = self._probe(source, name=filename, suffix=suffix, size=size, sha256=sha256)
+        with self._reader(self._archive, source, size) as reader:
+            media = self._probe(reader, name=filename, suffix=suffix, size=size, sha256=sha256)
         existing = self._catalog.find_by_sha256(sha256)
         if existing is not None:
             # The same master is already cataloged: point the uploader at it. The upload's
             # copy is not an original, so it goes with the upload at expiry.
             return existing
         target = master_key(sha256, suffix or f".{media.format}")
-        if not self._archive.exists(target):
+        # Remember where the bytes go before moving them, so a retry finds them.
+        self._store.update(info.id, notes={"sha256": sha256, "master_key": target})
+        if source != target and not self._archive.exists(target):
             content_type = CONTENT_TYPES.get(media.format, "application/octet-stream")
-            self._archive.move(key, target, content_type=content_type)
+            self._archive.move(source, target, content_type=content_type)
         thumb = thumbnail_key(sha256)
         if not self._archive.exists(thumb):
-            with self._reader(self._archive, target, size) as source:
-                jpeg = self._thumbnail(source, duration=media.duration)
+            with self._reader(self._archive, target, size) as reader:
+                jpeg = self._thumbnail(reader, duration=media.duration)
             self._archive.put(thumb, io.BytesIO(jpeg), content_type="image/jpeg")
         title = info.metadata.get("title") or PurePosixPath(filename).stem or filename
         new = NewVideo(
@@ -331,6 +339,116 @@ class IngestService:
                 else None
             ),
         }
+
+    # -- direct uploads: POST /api/v1/uploads (multipart) and the legacy base64 body ----
+
+    def direct_upload_notes(
+        self,
+        principal: Principal,
+        *,
+        filename: str | None,
+        title: str | None = None,
+        collection: str | None = None,
+        owner_id: str | None = None,
+    ) -> Mapping[str, str]:
+        """Check a direct upload's fields under the caller's rules; ``InvalidInput`` if bad.
+
+        The rules are :meth:`before_create`'s, run on the same metadata a tus client would
+        send, so a token's fixed collection and owner apply exactly as they do to tus. The
+        router calls this as soon as the file part starts, before its bytes are received.
+        """
+        given = {
+            "filename": filename,
+            "title": title,
+            "collection": collection,
+            "owner_id": owner_id,
+        }
+        meta = {k: v for k, v in given.items() if v is not None}
+        info = UploadInfo(
+            id="direct", offset=0, length=None, created_at=self._clock(), metadata=meta
+        )
+        return self.before_create(info, principal)
+
+    def add_local_file(
+        self,
+        path: Path,
+        *,
+        filename: str | None = None,
+        title: str | None = None,
+        collection: str | None = None,
+        owner_id: str | None = None,
+        principal: Principal | None = None,
+        sha256: str | None = None,
+    ) -> AddResult:
+        """What a finished tus upload becomes, for a file on this machine's disk.
+
+        Used by the direct (multipart) and legacy base64 uploads, which receive small files
+        whole into a temporary file: there is no upload store, so nothing is kept unless
+        the file is a video. Probe first (``NotAVideo`` before any byte is stored), then
+        the content-addressed master and its thumbnail, the catalog row and the delivery
+        job. An already cataloged master answers with its video and ``created=False``.
+        ``sha256`` is the digest the caller computed while writing ``path``; the bytes are
+        hashed again as they go to the archive, so the master always matches its key.
+        """
+        who = principal or Principal("admin", is_admin=True)
+        notes = self.direct_upload_notes(
+            who, filename=filename, title=title, collection=collection, owner_id=owner_id
+        )
+        name = notes.get("filename") or "upload"
+        suffix = _suffix(name)
+        size = path.stat().st_size
+        if who.max_size is not None and size > who.max_size:
+            raise InvalidInput(
+                f"the file is larger than this upload token allows ({who.max_size} bytes)"
+            )
+        if sha256 is None:
+            digest = hashlib.sha256()
+            with path.open("rb") as fh:
+                while chunk := fh.read(1024 * 1024):
+                    digest.update(chunk)
+            sha256 = digest.hexdigest()
+        media = self._probe(str(path), name=name, suffix=suffix, size=size, sha256=sha256)
+        existing = self._catalog.find_by_sha256(sha256)
+        if existing is not None:
+            return AddResult(existing, created=False)
+        target = master_key(sha256, suffix or f".{media.format}")
+        thumb = thumbnail_key(sha256)
+        # The poster is made before anything is stored: a file with no decodable frame
+        # leaves nothing behind.
+        jpeg = None
+        if not self._archive.exists(thumb):
+            jpeg = self._thumbnail(str(path), duration=media.duration)
+        if not self._archive.exists(target):
+            content_type = CONTENT_TYPES.get(media.format, "application/octet-stream")
+            with path.open("rb") as fh:
+                verified = VerifyingReader(fh, size=size, sha256=sha256, name=name)
+                self._archive.put(
+                    target,
+                    cast(BinaryIO, verified),
+                    content_type=content_type,
+                    metadata={"sha256": sha256, "filename": quote(name)},
+                )
+        if jpeg is not None:
+            self._archive.put(thumb, io.BytesIO(jpeg), content_type="image/jpeg")
+        new = NewVideo(
+            title=validate_title(title or PurePosixPath(name).stem or name),
+            collection=notes.get("collection", DEFAULT_COLLECTION),
+            archive_bucket=self._archive.bucket,
+            archive_key=target,
+            media=media,
+            owner_id=notes.get("owner_id"),
+            thumbnail_url=self._archive.public_url(thumb),
+        )
+        try:
+            video = self._catalog.add_video(new)
+        except Conflict:
+            raced = self._catalog.find_by_sha256(sha256)
+            if raced is None:
+                raise
+            return AddResult(raced, created=False)
+        self._catalog.record_event(video.id, "uploaded", {"via": "direct", "size": size})
+        self._queue.enqueue(DELIVERY_JOB, {"video_id": video.id})
+        return AddResult(video, created=True)
 
 
 def _last_activity(info: UploadInfo) -> datetime:

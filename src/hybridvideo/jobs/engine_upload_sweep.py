@@ -22,21 +22,24 @@ SPEC = JobSpec(name=NAME, retries=0, periodic=Periodic(minute="*/5"))
 log = logging.getLogger("hybridvideo.engine")
 
 
-def register(container: Container) -> None:
+def sweep(container: Container) -> int:
+    """One pass (what the periodic job runs); how many uploads and videos it acted on."""
     rt = container.engine
     if rt is None:
-        return
+        return 0
     events = EngineUploadEvents(
         rt,
         upload_store(rt),
         enqueue_ingest=lambda uid: container.queue.enqueue(engine_ingest.NAME, {"uid": uid}),
         notify=lambda uid: engine_webhook.enqueue_for(container, uid),
     )
+    acted = events.sweep()
+    if acted:
+        log.info("swept engine uploads", extra={"count": acted})
+    return acted
 
-    def handler() -> int:
-        acted = events.sweep()
-        if acted:
-            log.info("swept engine uploads", extra={"count": acted})
-        return acted
 
-    container.queue.register(SPEC, handler)
+def register(container: Container) -> None:
+    if container.engine is None:
+        return
+    container.queue.register(SPEC, lambda: sweep(container))

@@ -250,6 +250,24 @@ def test_an_adopted_copy_that_already_finished_is_applied(world: World, video: V
     assert service.deliver(video.id).spec.stream_status is S.READY
 
 
+def test_an_earlier_copy_of_the_video_is_never_adopted(world: World, video: VideoState) -> None:
+    first = world.service.deliver(video.id).spec.stream_uid or ""
+    world.service.apply_stream_update(world.finish(first))
+    world.catalog.set_stream_status(video.id, S.EVICTED)  # its ready copy left in Stream, say
+    second = world.service.deliver(video.id).spec.stream_uid or ""
+    world.service.apply_stream_update(world.finish(second, error=NON_VIDEO))
+    flaky = CatalogFailingOnce(world.catalog_engine)
+    service = DeliveryService(catalog=flaky, archive=world.archive, stream=world.stream)
+    with pytest.raises(BackendUnavailable):
+        service.deliver(video.id)  # the third copy is made, its uid lost
+    lost = world.copies[-1]
+    world.finish(lost, error=("ERR_MALFORMED_VIDEO", "broken"))
+    state = service.deliver(video.id)
+    # The lost copy is adopted (and its failure applied), not the first, ready one.
+    assert state.spec.stream_uid == lost and len(world.copies) == 3
+    assert (state.spec.stream_error or "").startswith("ERR_MALFORMED_VIDEO")
+
+
 def test_a_failed_reimport_leaves_an_evicted_video_evicted(world: World, video: VideoState) -> None:
     uid = world.service.deliver(video.id).spec.stream_uid or ""
     world.service.apply_stream_update(world.finish(uid))

@@ -222,7 +222,7 @@ class TusOptions:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     #: Extra per-request chunk rules (Cloudflare's: 5 MiB minimum, 256 KiB multiples),
     #: called as ``chunk_rule(info, offset, content_length)`` before any byte is read;
-    #: raise :class:`TusError` to refuse.
+    #: raise :class:`TusError` or ``InvalidInput`` (400 with its message) to refuse.
     chunk_rule: Callable[[UploadInfo, int, int | None], None] | None = None
     #: Extra headers for a 201 (Cloudflare's ``stream-media-id``), from the new upload's
     #: info after ``events.created``; must not block.
