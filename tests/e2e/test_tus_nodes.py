@@ -203,18 +203,19 @@ def test_two_nodes_share_one_upload_through_postgres_redis_and_s3(
             )
         )
         writer.start()
-        statuses = []
+        import redis
+
+        lock_key = f"hybridvideo:tus:lock:{path.rsplit('/', 1)[1]}"
+        r_client = redis.Redis.from_url(redis_url)
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            r = httpx.patch(
-                bases[1] + path,
-                content=b"",
-                headers={**AUTH, "Content-Type": OCTETS, "Upload-Offset": "0"},
-            )
-            statuses.append(r.status_code)
-            if r.status_code == 423:
-                break
-            time.sleep(0.05)
+        while not r_client.exists(lock_key) and time.monotonic() < deadline:
+            time.sleep(0.02)  # node A has taken the upload's lock in Redis
+        r = httpx.patch(
+            bases[1] + path,
+            content=b"x",
+            headers={**AUTH, "Content-Type": OCTETS, "Upload-Offset": "0"},
+        )
+        statuses = [r.status_code]
         gate.set()
         writer.join(60)
         assert statuses[-1] == 423, statuses

@@ -69,7 +69,14 @@ def _serve(data_dir: Path, *, worker: bool, **overrides: Any) -> Iterator[tuple[
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[tuple[str, Container]]:
-    """Legacy base64 off (the default); the embedded worker runs queued jobs."""
+    """Legacy base64 off (the default); queued jobs stay queued."""
+    with _serve(tmp_path / "data", worker=False) as served:
+        yield served
+
+
+@pytest.fixture
+def worker_env(tmp_path: Path) -> Iterator[tuple[str, Container]]:
+    """With the embedded worker running queued jobs (its teardown waits for them)."""
     with _serve(tmp_path / "data", worker=True) as served:
         yield served
 
@@ -176,10 +183,15 @@ def _closing() -> bytes:
 
 
 def test_a_clip_becomes_a_cataloged_video_with_master_thumbnail_and_delivery(
-    http: httpx.Client, env: tuple[str, Container], sample_video: Path
+    worker_env: tuple[str, Container], sample_video: Path
 ) -> None:
-    _, container = env
+    base, container = worker_env
     data = sample_video.read_bytes()
+    with _client(base, container.admin_token) as http:
+        _check_new_video(http, container, data)
+
+
+def _check_new_video(http: httpx.Client, container: Container, data: bytes) -> None:
     r = _post_file(http, data, "lecture 1.mp4", title="Lecture 1", collection="work")
     assert r.status_code == 201, r.text
     video = r.json()

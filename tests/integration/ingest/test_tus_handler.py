@@ -320,35 +320,49 @@ def test_method_override(http: httpx.Client, store: LocalUploadStore) -> None:
     assert http.get(url).status_code == 405
 
 
-def test_concurrent_patch_on_one_upload_is_423(http: httpx.Client, base: str) -> None:
+def test_concurrent_patch_on_one_upload_is_423(store: LocalUploadStore) -> None:
     import threading
 
-    url = _create(http, 1024)
+    from hybridvideo.ingest.locks import InProcessLocker
+    from hybridvideo.ingest.tus.handler import LockHandle, TusOptions
+
+    held = threading.Event()
+
+    class Signalling(InProcessLocker):
+        def acquire(self, upload_id: str, *, wait: float = 0.0) -> LockHandle | None:
+            handle = super().acquire(upload_id, wait=wait)
+            if handle is not None:
+                held.set()
+            return handle
+
+    app = FastAPI()
+    app.include_router(build_tus_router(store, ALL, TusOptions(locker=Signalling())))
     release = threading.Event()
-    started = threading.Event()
 
     def slow() -> Iterator[bytes]:
         yield b"a" * 10
-        started.set()
         release.wait(10)
         yield b"b" * 10
 
     result: dict[str, httpx.Response] = {}
+    with serve_asgi(app) as base, httpx.Client(base_url=base, headers=V) as http:
+        url = _create(http, 1024)
 
-    def first() -> None:
-        with httpx.Client(base_url=base, headers=V) as other:
-            h = {"Content-Type": OCTETS, "Upload-Offset": "0"}
-            result["r"] = other.patch(url, content=slow(), headers=h)
+        def first() -> None:
+            with httpx.Client(base_url=base, headers=V) as other:
+                h = {"Content-Type": OCTETS, "Upload-Offset": "0"}
+                result["r"] = other.patch(url, content=slow(), headers=h)
 
-    t = threading.Thread(target=first)
-    t.start()
-    assert started.wait(10)
-    try:
-        r = _patch(http, url, b"c", offset=0)
-        assert r.status_code == 423
-    finally:
-        release.set()
-        t.join(10)
+        t = threading.Thread(target=first)
+        t.start()
+        try:
+            assert held.wait(10)  # the first PATCH holds the upload now
+            r = _patch(http, url, b"c", offset=0)
+            assert r.status_code == 423
+            assert http.delete(url).status_code == 423  # nor may it be terminated meanwhile
+        finally:
+            release.set()
+            t.join(10)
     assert result["r"].status_code == 204
     assert result["r"].headers["Upload-Offset"] == "20"
 
