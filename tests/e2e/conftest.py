@@ -12,7 +12,8 @@ left running under other tests of the same worker.
 The ingest server is the real app (``create_app`` over an embedded container, with its
 worker), so every upload goes all the way: tus, then the ``ingest.finish`` job (archive,
 probe, catalog) that ``GET /api/v1/uploads/{id}`` reports on. Delivery is pointed at a
-closed port, so nothing leaves the machine.
+path of the app itself that does not exist, so nothing leaves the machine (see
+:func:`ingest_settings`).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-MAX_UPLOAD = 256 * 1024 * 1024
+MAX_UPLOAD = 64 * 1024 * 1024  # the biggest test file is 48 MiB
 #: How long an upload may take to get its outcome (archive, probe, thumbnail) once complete.
 OUTCOME_TIMEOUT = 60.0
 

@@ -311,7 +311,7 @@ class _FormReader:
             filename = filename.replace("\\", "/").rsplit("/", 1)[-1]
             self.form.filename = filename or None
             self.form.has_file = True
-            pass
+            self._on_file(self.form.filename, self.form.fields)
         elif name in FIELDS:
             if name in self.form.fields:
                 raise InvalidInput(f"the form has more than one {name!r} field")
@@ -388,6 +388,9 @@ async def upload_file(
     limit = _limit(settings.direct_upload_max_size, principal)
     boundary = _multipart_boundary(request.headers.get("content-type"))
     cap = limit + ENVELOPE
+    declared = _declared_length(request)
+    if declared is not None and declared > cap:
+        raise _too_large(limit)
     chunks = _blocking_chunks(request.stream().__aiter__())
 
     def check(filename: str | None, fields: Mapping[str, str]) -> None:
