@@ -277,3 +277,34 @@ def test_expiry_header_and_metrics(http: httpx.Client, base: str) -> None:
     assert 'hybridvideo_tus_requests_total{method="PATCH"}' in text
     assert 'hybridvideo_tus_errors_total{status="409"' in text
     assert "hybridvideo_tus_uploads_created_total" in text
+
+
+def test_expired_uploads_answer_410_then_404_after_the_sweep(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        engine=False,
+        stream_api_url="http://127.0.0.1:9/client/v4",
+        cloudflare_account_id="a" * 32,
+        cloudflare_stream_token="t" * 40,
+        upload_expiry_hours=0.0003,  # about a second
+    )
+    container = build_container(settings, serving=True)
+    try:
+        app = create_app(container, run_worker=False)
+        headers = {**V, "Authorization": f"Bearer {container.admin_token}"}
+        with TestClient(app, headers=headers) as tc:
+            r = tc.post("/files/", headers={"Upload-Length": "4"})
+            url = r.headers["Location"]
+            r = tc.patch(url, content=b"ab", headers={**OCTETS, "Upload-Offset": "0"})
+            assert r.status_code == 204
+            time.sleep(1.3)
+            assert tc.head(url).status_code == 410
+            r = tc.patch(url, content=b"cd", headers={**OCTETS, "Upload-Offset": "2"})
+            assert r.status_code == 410
+            assert container.ingest.sweep()["removed"] == 1
+            assert tc.head(url).status_code == 404
+            assert tc.delete(url).status_code == 404
+    finally:
+        container.close()
