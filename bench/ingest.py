@@ -208,10 +208,45 @@ def tus_upload(
 # -- the contestants ---------------------------------------------------------------------
 
 
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (all its threads)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds used during a span by named processes and by the client: this
+    process's children (node, dd) or, with ``client_is_self``, this process (boto3).
+    CPU time is far steadier than wall time on a shared machine."""
+
+    def __init__(self, pids: dict[str, int], client_is_self: bool) -> None:
+        self.pids = pids
+        self.client_is_self = client_is_self
+        self.used: dict[str, float] = {}
+
+    def _client(self) -> float:
+        t = os.times()
+        if self.client_is_self:
+            return t.user + t.system
+        return t.children_user + t.children_system
+
+    def __enter__(self) -> CpuMeter:
+        self._start = {name: proc_cpu(pid) for name, pid in self.pids.items()}
+        self._start["client"] = self._client()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        now = {name: proc_cpu(pid) for name, pid in self.pids.items()}
+        now["client"] = self._client()
+        self.used = {name: now[name] - self._start[name] for name in now}
+
+
 @dataclass
 class Run:
     seconds: float  # as the client sees it
     synced: float  # the sync() right after
+    cpu: dict[str, float] = field(default_factory=dict)  # "server", "client", "moto"
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -220,6 +255,14 @@ class Contestant:
 
     name: str
     uses_chunks = True
+    client_is_self = False
+
+    def __init__(self) -> None:
+        #: Processes whose CPU is measured during each run: "server", "moto".
+        self.pids: dict[str, int] = {}
+
+    def meter(self) -> CpuMeter:
+        return CpuMeter(self.pids, self.client_is_self)
 
     def run(self, file: Path, chunk: int | None) -> Run:
         raise NotImplementedError
@@ -229,18 +272,20 @@ class NodeTus(Contestant):
     name = "@tus/server"
 
     def __init__(self, port: int, directory: Path) -> None:
+        super().__init__()
         self.endpoint = f"http://127.0.0.1:{port}/files"
         self.directory = directory
 
     def run(self, file: Path, chunk: int | None) -> Run:
-        result = tus_upload(file, self.endpoint, chunk)
+        with self.meter() as cpu:
+            result = tus_upload(file, self.endpoint, chunk)
         synced = timed_sync()
         stored = self.directory / result["uploadUrl"].rsplit("/", 1)[1]
         if stored.stat().st_size != file.stat().st_size:
             raise RuntimeError(f"@tus/server stored {stored.stat().st_size} bytes")
         for entry in self.directory.iterdir():
             entry.unlink()
-        return Run(result["seconds"], synced)
+        return Run(result["seconds"], synced, cpu.used)
 
 
 class OurTus(Contestant):
@@ -248,6 +293,7 @@ class OurTus(Contestant):
     file is ``failed``: not a video), untimed, then DELETE it to free the disk."""
 
     def __init__(self, port: int, token: str, name: str = "hybridvideo") -> None:
+        super().__init__()
         self.name = name
         self.base = f"http://127.0.0.1:{port}"
         self.headers = {"Authorization": f"Bearer {token}"}
@@ -263,7 +309,8 @@ class OurTus(Contestant):
             return exc.code, exc.read()
 
     def run(self, file: Path, chunk: int | None) -> Run:
-        result = tus_upload(file, f"{self.base}/files/", chunk, self.headers)
+        with self.meter() as cpu:
+            result = tus_upload(file, f"{self.base}/files/", chunk, self.headers)
         done = time.perf_counter()
         synced = timed_sync()
         upload_id = result["uploadUrl"].rsplit("/", 1)[1]
@@ -271,7 +318,7 @@ class OurTus(Contestant):
         status, _ = self._call("DELETE", f"/files/{upload_id}")
         if status != 204:
             raise RuntimeError(f"DELETE {upload_id}: {status}")
-        return Run(result["seconds"], synced, {"outcome": outcome})
+        return Run(result["seconds"], synced, cpu.used, {"outcome": outcome})
 
     def _wait_outcome(self, upload_id: str, size: int) -> float:
         deadline = time.monotonic() + 300
@@ -294,24 +341,28 @@ class Dd(Contestant):
     uses_chunks = False
 
     def __init__(self, directory: Path) -> None:
+        super().__init__()
         self.target = directory / "dd.out"
 
     def run(self, file: Path, chunk: int | None) -> Run:
         argv = ["dd", f"if={file}", f"of={self.target}", "bs=1M", "conv=fdatasync", "status=none"]
-        start = time.perf_counter()
-        subprocess.run(argv, check=True)
-        seconds = time.perf_counter() - start
+        with self.meter() as cpu:
+            start = time.perf_counter()
+            subprocess.run(argv, check=True)
+            seconds = time.perf_counter() - start
         synced = timed_sync()
         self.target.unlink()
-        return Run(seconds, synced)
+        return Run(seconds, synced, cpu.used)
 
 
 class Boto3Upload(Contestant):
     uses_chunks = False
+    client_is_self = True
 
     def __init__(self, endpoint: str, bucket: str, name: str, concurrency: int | None) -> None:
         from boto3.s3.transfer import TransferConfig
 
+        super().__init__()
         self.name = name
         self.client = s3_client(endpoint)
         self.bucket = bucket
@@ -328,15 +379,16 @@ class Boto3Upload(Contestant):
 
     def run(self, file: Path, chunk: int | None) -> Run:
         key = f"bench/{secrets.token_hex(8)}"
-        start = time.perf_counter()
-        self.client.upload_file(str(file), self.bucket, key, Config=self.config)
-        seconds = time.perf_counter() - start
+        with self.meter() as cpu:
+            start = time.perf_counter()
+            self.client.upload_file(str(file), self.bucket, key, Config=self.config)
+            seconds = time.perf_counter() - start
         synced = timed_sync()
         size = self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
         if size != file.stat().st_size:
             raise RuntimeError(f"boto3 stored {size} bytes")
         self.client.delete_object(Bucket=self.bucket, Key=key)
-        return Run(seconds, synced)
+        return Run(seconds, synced, cpu.used)
 
 
 def s3_client(endpoint: str) -> Any:
@@ -381,14 +433,16 @@ def our_env(data_dir: Path, token: str, **extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def our_server(work: Path, name: str, **extra: str) -> Iterator[tuple[OurTus, int]]:
+def our_server(work: Path, name: str, **extra: str) -> Iterator[OurTus]:
     token = secrets.token_hex(20)
     port = free_port()
     data = work / f"{name}-data"
     argv = [str(PYTHON), "-m", "hybridvideo.cli", "serve", "--port", str(port)]
     with process(argv, work / f"{name}.log", our_env(data, token, **extra)) as pid:
         wait_http(f"http://127.0.0.1:{port}/healthz")
-        yield OurTus(port, token, name), pid
+        ours = OurTus(port, token, name)
+        ours.pids["server"] = pid
+        yield ours
 
 
 @contextlib.contextmanager
@@ -396,20 +450,22 @@ def node_server(work: Path) -> Iterator[NodeTus]:
     port = free_port()
     directory = work / "tus-node-files"
     argv = ["node", str(NODE_SERVER_JS), str(port), str(directory)]
-    with process(argv, work / "tus-node.log"):
+    with process(argv, work / "tus-node.log") as pid:
         wait_http(f"http://127.0.0.1:{port}/files")
-        yield NodeTus(port, directory)
+        node = NodeTus(port, directory)
+        node.pids["server"] = pid
+        yield node
 
 
 @contextlib.contextmanager
-def moto_server(work: Path, bucket: str) -> Iterator[str]:
+def moto_server(work: Path, bucket: str) -> Iterator[tuple[str, int]]:
     port = free_port()
     argv = [str(ROOT / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
-    with process(argv, work / "moto.log"):
+    with process(argv, work / "moto.log") as pid:
         endpoint = f"http://127.0.0.1:{port}"
         wait_http(endpoint + "/moto-api/")
         s3_client(endpoint).create_bucket(Bucket=bucket)
-        yield endpoint
+        yield endpoint, pid
 
 
 # -- running -----------------------------------------------------------------------------
@@ -454,6 +510,7 @@ def run_rounds(
                     results.setdefault((size, contestant.name, chunk), []).append(run)
                     rate = mb_per_s(size, run.seconds)
                     extra = " ".join(f"{k}={v:.2f}s" for k, v in run.extra.items())
+                    extra += " CPU " + " ".join(f"{k}={v:.2f}s" for k, v in run.cpu.items())
                     say(
                         f"{size_label(size):>7} round {round_no + 1} {contestant.name:>20} "
                         f"chunk {chunk_label(chunk):>8}: {run.seconds:7.2f} s {rate:8.1f} MB/s"
@@ -466,7 +523,7 @@ def run_rounds(
 def run_local(
     work: Path, sizes: Sequence[int], chunks: Sequence[int | None], rounds: int, results: Results
 ) -> None:
-    with node_server(work) as node, our_server(work, "hybridvideo") as (ours, _):
+    with node_server(work) as node, our_server(work, "hybridvideo") as ours:
         run_rounds([node, ours, Dd(work)], sizes, chunks, rounds, work, results)
 
 
@@ -474,7 +531,7 @@ def run_s3(
     work: Path, sizes: Sequence[int], chunks: Sequence[int | None], rounds: int, results: Results
 ) -> None:
     bucket = "bench-ingest"
-    with moto_server(work, bucket) as endpoint:
+    with moto_server(work, bucket) as (endpoint, moto_pid):
         extra = {
             "HYBRIDVIDEO_ARCHIVE_BACKEND": "s3",
             "HYBRIDVIDEO_S3_ENDPOINT_URL": endpoint,
@@ -484,12 +541,14 @@ def run_s3(
             "HYBRIDVIDEO_S3_SECRET_ACCESS_KEY": "bench-secret",
             "HYBRIDVIDEO_SECRET_KEY": secrets.token_hex(20),
         }
-        with our_server(work, "hybridvideo-s3", **extra) as (ours, _):
+        with our_server(work, "hybridvideo-s3", **extra) as ours:
             contestants: list[Contestant] = [
                 ours,
                 Boto3Upload(endpoint, bucket, "boto3 default", None),
                 Boto3Upload(endpoint, bucket, "boto3 8 MiB x1", 1),
             ]
+            for contestant in contestants:
+                contestant.pids["moto"] = moto_pid
             try:
                 run_rounds(contestants, sizes, chunks, rounds, work, results)
             finally:
@@ -535,7 +594,8 @@ def run_profile(work: Path, size: int, chunk: int | None, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     source = make_file(work, size)
     try:
-        with our_server(work, "hybridvideo-profiled") as (ours, pid):
+        with our_server(work, "hybridvideo-profiled") as ours:
+            pid = ours.pids["server"]
             ours.run(source, chunk)  # warm up
             os.sync()
             for idle, name in ((True, "wall"), (False, "cpu")):
@@ -600,6 +660,7 @@ def report(
     rounds: int,
     part: str,
     work: Path,
+    load: tuple[float, float] = (0.0, 0.0),
 ) -> list[str]:
     """The section for ``part`` (``local`` or ``s3``): machine, method, table, every run."""
 
@@ -617,7 +678,8 @@ def report(
         f"{rounds} round(s) per figure, order reversed every other round; figures are the "
         "median MB/s (1 MB = 10^6 bytes) with the range over rounds in brackets. "
         "Client: tus-js-client under Node (`bench/tus_upload.mjs`), the same settings for "
-        "every tus server; time = creation POST to the last 204.",
+        "every tus server; time = creation POST to the last 204. Load average (1 min) "
+        f"before/after: {load[0]:.2f}/{load[1]:.2f}.",
         "",
     ]
     if part == "local":
@@ -671,16 +733,43 @@ def report(
                     f"| {ratio_cell(ours, b1)} "
                     f"| {extra(size, 'hybridvideo-s3', chunk, 'outcome')} |"
                 )
+    cpu_columns = ("server", "client") + (("moto",) if part == "s3" else ())
+    headers = {
+        "server": "server CPU (our server / @tus/server)",
+        "client": "client CPU (tus-js-client / dd / boto3)",
+        "moto": "moto CPU",
+    }
+    lines += [
+        "",
+        "CPU seconds per GB during the upload (median; user + system of each process, "
+        "all threads):",
+        "",
+        "| size | run | " + " | ".join(headers[c] for c in cpu_columns) + " |",
+        "|---|---|" + "---|" * len(cpu_columns),
+    ]
+    for (size, name, chunk), runs in results.items():
+        if name not in names:
+            continue
+        cells = []
+        for column in cpu_columns:
+            values = [r.cpu[column] / (size / 1e9) for r in runs if column in r.cpu]
+            cells.append(f"{statistics.median(values):.2f}" if values else "-")
+        lines.append(
+            f"| {size_label(size)} | {run_label(name, chunk)} | " + " | ".join(cells) + " |"
+        )
     lines += ["", "Every run (MB/s, in the order run):", ""]
     for (size, name, chunk), runs in results.items():
         if name not in names:
             continue
-        label = f"{size_label(size)} {name}"
-        if name.startswith("hybridvideo") or name == "@tus/server":
-            label += f", chunkSize {chunk_label(chunk)}"
-        cells = ", ".join(f"{mb_per_s(size, r.seconds):.0f}" for r in runs)
-        lines.append(f"- {label}: {cells}")
+        each = ", ".join(f"{mb_per_s(size, r.seconds):.0f}" for r in runs)
+        lines.append(f"- {size_label(size)} {run_label(name, chunk)}: {each}")
     return lines
+
+
+def run_label(name: str, chunk: int | None) -> str:
+    if name.startswith("hybridvideo") or name == "@tus/server":
+        return f"{name}, chunkSize {chunk_label(chunk)}"
+    return name
 
 
 def write_section(heading: str, lines: list[str], command: str) -> None:
@@ -747,8 +836,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for part in [args.only] if args.only else ["local", "s3"]:
             results: Results = {}
+            before = os.getloadavg()[0]
             runners[part](work, sizes, chunks, args.rounds, results)
-            lines = report(results, sizes, chunks, args.rounds, part, work)
+            load = (before, os.getloadavg()[0])
+            lines = report(results, sizes, chunks, args.rounds, part, work, load)
             print_table([SECTIONS[part], "", *lines])
             if not args.no_write:
                 write_section(SECTIONS[part], lines, command)

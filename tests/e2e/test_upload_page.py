@@ -281,8 +281,8 @@ def test_an_upload_token_uploads_and_reads_its_own_outcome(
     assert sha256(data) == sha256(sample_video.read_bytes())
     grant = ingest_server.container.upload_tokens.verify(token)
     assert ingest_server.store.get(upload_id).notes[PRINCIPAL_NOTE] == f"token:{grant.id}"
-    # The page asked for the outcome with the upload token (the admin's would do too, so
-    # check it was this one): the status answered 200 to it, and 404 to another token.
+    # The page read that outcome with the only token it had: the status route answers the
+    # token that created the upload (and the admin), and no other upload token.
     status = httpx.get(
         f"{ingest_server.base}/api/v1/uploads/{upload_id}",
         headers={"Authorization": f"Bearer {token}"},

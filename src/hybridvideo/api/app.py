@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 
 from hybridvideo import __version__
 from hybridvideo.api import errors
-from hybridvideo.api.routers import health, uploads, videos
+from hybridvideo.api.routers import direct_uploads, health, uploads, videos
 from hybridvideo.container import Container
 from hybridvideo.errors import ConfigurationError
 
@@ -77,6 +77,7 @@ def create_app(
         app.include_router(video_delivery.router)
         app.include_router(stream_webhooks.build_router())
         app.include_router(uploads.router)
+        app.include_router(direct_uploads.router)
         from hybridvideo.api.routers.admin_pages import build_admin_pages_router
 
         app.include_router(build_admin_pages_router())

@@ -31,6 +31,9 @@ TUS_EXPOSED_HEADERS = (
     "Tus-Checksum-Algorithm",
     "stream-media-id",
     "X-Request-ID",
+    "Deprecation",
+    "Link",
+    "Content-Location",
 )
 
 

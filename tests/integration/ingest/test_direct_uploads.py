@@ -396,7 +396,7 @@ def test_malformed_requests(http: httpx.Client, env: tuple[str, Container]) -> N
 def test_legacy_base64_is_gone_unless_switched_on(http: httpx.Client, sample_video: Path) -> None:
     data = base64.b64encode(sample_video.read_bytes()).decode()
     r = http.post("/api/v1/uploads/base64", json={"filename": "a.mp4", "data": data})
-    assert r.status_code == 410
+    assert r.status_code == 410 and r.json()["error"]["code"] == "GONE"
     message = r.json()["error"]["message"]
     assert "/files/" in message and "POST /api/v1/uploads" in message
     assert r.headers["Deprecation"].startswith("@")

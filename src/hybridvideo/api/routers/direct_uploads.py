@@ -56,6 +56,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive, Scope, Send
 
 from hybridvideo.api.deps import ContainerDep, UploaderDep
+from hybridvideo.api.errors import error_response
 from hybridvideo.api.schemas import VideoOut, _Wire
 from hybridvideo.errors import InvalidInput
 from hybridvideo.ingest.tus.handler import Principal
@@ -93,6 +94,11 @@ DEPRECATION_HEADERS = {
     "Deprecation": f"@{int(DEPRECATED_AT.timestamp())}",
     "Link": '</files/>; rel="successor-version"',
 }
+
+GONE_MESSAGE = (
+    "base64 uploads are switched off: upload with tus at /files/, or send small files as "
+    "multipart/form-data to POST /api/v1/uploads"
+)
 
 _MULTIPART_BODY = {
     "required": True,
@@ -496,11 +502,7 @@ async def upload_base64(
     """Deprecated: the file as base64 in JSON. Use tus (``/files/``) or ``POST /api/v1/uploads``."""
     settings = container.settings
     if not settings.legacy_base64_uploads:
-        raise HTTPException(
-            410,
-            "base64 uploads are switched off: upload with tus at /files/, or send small "
-            "files as multipart/form-data to POST /api/v1/uploads",
-        )
+        return error_response(request, 410, "GONE", GONE_MESSAGE)
     kind, _ = parse_options_header(request.headers.get("content-type") or "")
     if kind != b"application/json":
         raise HTTPException(415, "send a JSON body (Content-Type: application/json)")
@@ -514,34 +516,32 @@ async def upload_base64(
         raw = await _read_capped(request, cap, limit)
     except ClientDisconnect:
         return _disconnected(request)
-    try:
-        upload = Base64Upload.model_validate_json(raw)
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None
-    del raw
-    text = _base64_text(upload.data)
-    if _decoded_size(text) > limit:
-        raise _too_large(limit)
 
     def decode_and_add() -> AddResult:
-        ingest.direct_upload_notes(
-            principal,
-            filename=upload.filename,
-            title=upload.title or None,
-            collection=upload.collection or None,
-            owner_id=upload.owner_id or None,
-        )
+        # In a worker thread: parsing and decoding a body this size would stall the loop.
+        try:
+            upload = Base64Upload.model_validate_json(raw)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_input=False)
+            raise RequestValidationError(errors) from None
+        text = _base64_text(upload.data)
+        if _decoded_size(text) > limit:
+            raise _too_large(limit)
+        fields = {
+            "title": upload.title or None,
+            "collection": upload.collection or None,
+            "owner_id": upload.owner_id or None,
+        }
+        ingest.direct_upload_notes(principal, filename=upload.filename, **fields)
         with _Spool(_temp_folder(settings.data_dir)) as spool:
             _decode_into(text, spool)
             sha256 = spool.finish()
             return ingest.add_local_file(
                 spool.path,
                 filename=upload.filename,
-                title=upload.title or None,
-                collection=upload.collection or None,
-                owner_id=upload.owner_id or None,
                 principal=principal,
                 sha256=sha256,
+                **fields,
             )
 
     return _answer(await anyio.to_thread.run_sync(decode_and_add))
