@@ -199,8 +199,7 @@ function init () {
       if (response && response.ok) {
         const body = await response.json()
         if (body.state === 'ready') {
-          // The brief's field is video_id; the API's wire models are camelCase (videoId).
-          const videoId = body.video_id || body.videoId || ''
+          const videoId = body.videoId || ''
           setStatus('Ready.')
           setResult(`Video ${videoId}`, 'ok')
           el.result.dataset.videoId = videoId

@@ -193,7 +193,13 @@ class IngestService:
 
     def finish_upload(self, upload_id: str, sha256: str | None = None) -> UploadStatus:
         """Turn a complete upload into a catalog video; safe to run again."""
-        info = self._store.get(upload_id)
+        try:
+            info = self._store.get(upload_id)
+        except TusError as exc:
+            if exc.kind is not TusErrorKind.NOT_FOUND:
+                raise
+            log.info("upload %s was terminated before it was finished", upload_id)
+            return UploadStatus(upload_id, 0, None, FAILED, None, "GONE", "terminated", None, {})
         state = info.notes.get("state")
         if state in (READY, FAILED):
             return self.status(upload_id)

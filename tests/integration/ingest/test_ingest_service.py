@@ -94,3 +94,10 @@ def test_sweep_removes_expired_uploads_and_requeues_stuck_ones(container: Contai
     assert container.queue.pending() >= 1
     status = container.ingest.finish_upload(stuck.id)
     assert status.state == FAILED and status.error_code == "NOT_A_VIDEO"
+
+
+def test_finishing_a_terminated_upload_is_a_quiet_no_op(container: Container) -> None:
+    info = _uploaded(container, b"abc")
+    container.ingest.store.terminate(info.id)
+    status = container.ingest.finish_upload(info.id)
+    assert (status.state, status.error_code) == (FAILED, "GONE")
