@@ -346,6 +346,7 @@ def build_ingest(
     from hybridvideo.media.reader import ArchiveReader
     from hybridvideo.media.thumbnail import make_thumbnail
 
+    locker = build_upload_locker(settings)
     service = IngestService(
         store=build_upload_store(settings, archive),
         archive=archive,
@@ -355,11 +356,12 @@ def build_ingest(
         thumbnailer=make_thumbnail,
         reader=ArchiveReader,
         hooks=build_hook_sender(settings, queue),
+        locker=locker,
     )
     return IngestParts(
         service=service,
         tokens=UploadTokens(secret.encode()),
-        locker=build_upload_locker(settings),
+        locker=locker,
         capabilities=tus_capabilities(settings),
         metrics=PrometheusTusMetrics(),
     )

@@ -46,6 +46,7 @@ def mount_ingest(app: FastAPI, container: Container) -> None:
         authorize=upload_principal_async,
         expires_after=timedelta(hours=settings.upload_expiry_hours),
         metrics=container.tus_metrics,
+        can_terminate=container.ingest.check_terminate,
     )
     app.include_router(
         build_tus_router(container.ingest.store, container.tus_capabilities, options)

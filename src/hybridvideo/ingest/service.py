@@ -45,7 +45,7 @@ from hybridvideo.domain.video import (
     validate_title,
 )
 from hybridvideo.errors import BackendUnavailable, Conflict, InvalidInput, NotAVideo, NotFound
-from hybridvideo.ingest.tus.handler import PRINCIPAL_NOTE, Principal
+from hybridvideo.ingest.tus.handler import PRINCIPAL_NOTE, Locker, LockHandle, Principal
 from hybridvideo.ingest.tus.protocol import TusError, TusErrorKind, UploadInfo
 from hybridvideo.ingest.tus.store import UploadStore
 from hybridvideo.queue.base import TaskQueue
@@ -76,6 +76,13 @@ class UploadHooks(Protocol):
 
 class NoHooks:
     def emit(self, event: str, payload: Mapping[str, Any]) -> None:
+        return None
+
+
+class _NoLock:
+    lost = False
+
+    def release(self) -> None:
         return None
 
 
@@ -134,6 +141,7 @@ class IngestService:
         thumbnailer: Thumbnailer,
         reader: ReaderFactory,
         hooks: UploadHooks | None = None,
+        locker: Locker | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
@@ -144,6 +152,9 @@ class IngestService:
         self._thumbnail = thumbnailer
         self._reader = reader
         self._hooks: UploadHooks = hooks or NoHooks()
+        #: The tus handler's per-upload lock: finishing, terminating, writing and sweeping
+        #: one upload never overlap (across nodes with the Redis locker).
+        self._locker = locker
         self._clock = clock
 
     @property
@@ -193,6 +204,26 @@ class IngestService:
 
     def finish_upload(self, upload_id: str, sha256: str | None = None) -> UploadStatus:
         """Turn a complete upload into a catalog video; safe to run again."""
+        handle = self._lock(upload_id)
+        if handle is None:
+            # A DELETE, a late PATCH or another finish holds it: the queue retries later.
+            raise BackendUnavailable("the upload is busy", detail=upload_id)
+        try:
+            return self._finish_locked(upload_id, sha256)
+        finally:
+            handle.release()
+
+    def _lock(self, upload_id: str) -> LockHandle | None:
+        if self._locker is None:
+            return _NoLock()
+        return self._locker.acquire(upload_id)
+
+    def check_terminate(self, info: UploadInfo) -> None:
+        """Refuse (423) to terminate an upload while it is becoming a video."""
+        if info.notes.get("state") == PROCESSING:
+            raise TusError(TusErrorKind.LOCKED, detail="being processed")
+
+    def _finish_locked(self, upload_id: str, sha256: str | None) -> UploadStatus:
         try:
             info = self._store.get(upload_id)
         except TusError as exc:
@@ -250,15 +281,23 @@ class IngestService:
             # copy is not an original, so it goes with the upload at expiry.
             return existing
         target = master_key(sha256, suffix or f".{media.format}")
+        thumb = thumbnail_key(sha256)
+        jpeg: bytes | None = None
+        if not self._archive.exists(thumb):
+            # Before the move: a master whose frames cannot be decoded must not reach
+            # masters/ (it would stay there with no catalog row).
+            with self._reader(self._archive, source, size) as reader:
+                jpeg = self._thumbnail(reader, duration=media.duration)
         # Remember where the bytes go before moving them, so a retry finds them.
         self._store.update(info.id, notes={"sha256": sha256, "master_key": target})
         if source != target and not self._archive.exists(target):
             content_type = CONTENT_TYPES.get(media.format, "application/octet-stream")
-            self._archive.move(source, target, content_type=content_type)
-        thumb = thumbnail_key(sha256)
-        if not self._archive.exists(thumb):
-            with self._reader(self._archive, target, size) as reader:
-                jpeg = self._thumbnail(reader, duration=media.duration)
+            try:
+                self._archive.move(source, target, content_type=content_type)
+            except Conflict:
+                if not self._archive.exists(target):
+                    raise  # same bytes filed meanwhile by a twin upload: fine; else not
+        if jpeg is not None:
             self._archive.put(thumb, io.BytesIO(jpeg), content_type="image/jpeg")
         title = info.metadata.get("title") or PurePosixPath(filename).stem or filename
         new = NewVideo(
@@ -311,14 +350,23 @@ class IngestService:
         now = self._clock()
         removed = requeued = 0
         for info in list(self._store.list_uploads()):
-            if info.expires_at is not None and now >= info.expires_at:
+            state = info.notes.get("state", RECEIVING)
+            handed_over = info.is_complete and not info.is_partial
+            waiting = handed_over and state in (RECEIVING, PROCESSING)
+            if info.expires_at is not None and now >= info.expires_at and not waiting:
+                # Never remove an upload the client was told is stored and that has no
+                # outcome yet (an outage longer than the expiry): it is re-queued below.
+                handle = self._lock(info.id)
+                if handle is None:
+                    continue  # a request is writing it right now: not abandoned
                 try:
                     self._store.terminate(info.id)
                     removed += 1
                 except TusError:
                     pass  # removed meanwhile by another node or the client
+                finally:
+                    handle.release()
                 continue
-            state = info.notes.get("state", RECEIVING)
             if (
                 not info.is_partial
                 and info.is_complete

@@ -128,6 +128,13 @@ def test_tuspy_upload_becomes_a_cataloged_video_with_a_thumbnail(
     head = http.head(f"/files/{upload_id}")
     assert head.status_code == 200
     assert head.headers["Upload-Offset"] == head.headers["Upload-Length"]
+    # a retried last PATCH (empty, at the final offset) changes nothing and re-queues nothing
+    length = head.headers["Upload-Length"]
+    r = http.patch(f"/files/{upload_id}", content=b"", headers={**OCTETS, "Upload-Offset": length})
+    assert r.status_code == 204 and r.headers["Upload-Offset"] == length
+    time.sleep(0.3)
+    assert http.get(f"/api/v1/uploads/{upload_id}").json()["state"] == "ready"
+    assert container.queue.pending() == 0
     # the same file again points at the same video
     again = _upload(http, sample_video.read_bytes(), filename="copy.mp4")
     assert _wait_outcome(http, again)["videoId"] == outcome["videoId"]

@@ -395,3 +395,31 @@ def test_store_refuses_ids_that_are_not_32_hex(store: LocalUploadStore) -> None:
         assert err.value.status == 404
     with pytest.raises(TusError):
         store.create(UploadInfo(id="../evil", offset=0, length=1, created_at=datetime.now(UTC)))
+
+
+def test_an_offset_is_recorded_only_once_its_bytes_are_on_disk(
+    store: LocalUploadStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the moment the new offset is saved, the data file must already hold every byte
+    it counts (nothing left in a userspace buffer), and a file shorter than the recorded
+    offset is never zero-filled: the offset comes down to what is really stored."""
+    info = store.create(_new_info(100_000))
+    seen: list[tuple[int, int]] = []
+    real_save = store._save
+
+    def checking_save(saved: UploadInfo) -> None:
+        seen.append((saved.offset, store.data_path(info.id).stat().st_size))
+        real_save(saved)
+
+    monkeypatch.setattr(store, "_save", checking_save)
+    store.write(info.id, 0, iter([b"x" * 65_536, b"y" * 1_000]), None)
+    assert seen and all(size >= offset for offset, size in seen), seen
+    monkeypatch.undo()
+    # a disk that lost the tail: the offset drops to the bytes there, never zero-filled
+    with store.data_path(info.id).open("r+b") as fh:
+        fh.truncate(60_000)
+    with pytest.raises(TusError) as caught:
+        store.write(info.id, 66_536, iter([b"z"]), None)
+    assert caught.value.status == 409
+    assert store.get(info.id).offset == 60_000
+    assert store.data_path(info.id).read_bytes() == b"x" * 60_000

@@ -31,7 +31,13 @@ import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from starlette.requests import ClientDisconnect
 
-from hybridvideo.errors import HybridVideoError, InvalidInput, NotFound, Unauthorized
+from hybridvideo.errors import (
+    BackendUnavailable,
+    HybridVideoError,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+)
 from hybridvideo.ingest.tus.digest import RunningDigests
 from hybridvideo.ingest.tus.protocol import (
     TUS_VERSION,
@@ -224,6 +230,9 @@ class TusOptions:
     #: called as ``chunk_rule(info, offset, content_length)`` before any byte is read;
     #: raise :class:`TusError` or ``InvalidInput`` (400 with its message) to refuse.
     chunk_rule: Callable[[UploadInfo, int, int | None], None] | None = None
+    #: Called (in a thread) before a DELETE is carried out: raise :class:`TusError` to
+    #: refuse (e.g. 423 while the application is turning the upload into a video).
+    can_terminate: Callable[[UploadInfo], None] | None = None
     #: Extra headers for a 201 (Cloudflare's ``stream-media-id``), from the new upload's
     #: info after ``events.created``; must not block.
     creation_headers: Callable[[UploadInfo], Mapping[str, str]] | None = None
@@ -234,6 +243,7 @@ _DOMAIN_STATUS: tuple[tuple[type[HybridVideoError], int], ...] = (
     (Unauthorized, 401),
     (InvalidInput, 400),
     (NotFound, 404),
+    (BackendUnavailable, 503),
 )
 
 
@@ -297,7 +307,9 @@ def _counted(chunks: Iterator[bytes], metrics: TusMetrics) -> Iterator[bytes]:
 class _AfterCreation(Exception):
     """An error while writing the body of a creation request: the upload exists."""
 
-    def __init__(self, error: TusError | ClientDisconnect, location: str) -> None:
+    def __init__(
+        self, error: TusError | ClientDisconnect | BackendUnavailable, location: str
+    ) -> None:
         super().__init__(str(error))
         self.error = error
         self.location = location
@@ -382,12 +394,22 @@ def build_tus_router(
             checksum = parse_checksum(raw_checksum, caps.checksum_algorithms)
         handle = await locked(info.id)
         try:
-            # Re-read under the lock: another node may have moved the offset meanwhile.
+            # Re-check under the lock: another request (or node) may have written or set
+            # the length meanwhile; only now is the plan safe to carry out.
             current = await run(store.get, info.id)
-            if current.offset != info.offset:
-                raise TusError(
-                    TusErrorKind.OFFSET_MISMATCH, detail=f"{info.offset} != {current.offset}"
-                )
+            plan = check_patch(
+                current,
+                offset_header,
+                request.headers.get("content-type"),
+                _content_length(request),
+                max_size_for(principal),
+                upload_length=request.headers.get("upload-length"),
+                now=opts.clock(),
+            )
+            if current.is_complete:
+                # Nothing to store (a retried last PATCH): leave the upload and its
+                # recorded outcome exactly as they are.
+                return current, None
             if current.length is None and plan.length is not None:
                 current = await run(store.declare_length, info.id, plan.length)
             kind = (
@@ -509,7 +531,7 @@ def build_tus_router(
         if with_upload:
             try:
                 info, until = await write_body(request, info, "0", principal)
-            except (TusError, ClientDisconnect) as exc:
+            except (TusError, ClientDisconnect, BackendUnavailable) as exc:
                 raise _AfterCreation(exc, location) from exc
             headers["Upload-Offset"] = str(info.offset)
             headers.update(expiry_header(until))
@@ -526,9 +548,11 @@ def build_tus_router(
     async def patch(request: Request, upload_id: str | None, principal: Principal) -> Response:
         info = await load(str(upload_id), principal)
         offset = request.headers.get("upload-offset")
+        was_complete = info.is_complete
         with metrics.patch_timer():
             info, until = await write_body(request, info, offset, principal)
-        await complete(info)
+        if not was_complete:
+            await complete(info)  # only the request that stored the last byte hands it on
         return _plain(204, "", **{"Upload-Offset": str(info.offset), **expiry_header(until)})
 
     async def delete(_request: Request, upload_id: str | None, principal: Principal) -> Response:
@@ -537,6 +561,8 @@ def build_tus_router(
         info = await load(str(upload_id), principal)
         handle = await locked(info.id)
         try:
+            if opts.can_terminate is not None:
+                await run(opts.can_terminate, await run(store.get, info.id))
             await run(store.terminate, info.id)
         finally:
             await run(handle.release)
@@ -577,6 +603,10 @@ def build_tus_router(
                     log.info("tus client went away while creating %s", exc.location)
                     metrics.error(400)
                     return _plain(400, "client disconnected", **extra)
+                if isinstance(exc.error, BackendUnavailable):
+                    log.warning("storage failed while creating %s: %r", exc.location, exc.error)
+                    metrics.error(503)
+                    return _plain(503, exc.error.message, **extra)
                 response = _tus_error(exc.error, request, upload_id, extra, metrics)
             except TusError as exc:
                 response = _tus_error(exc, request, upload_id, extra, metrics)
@@ -593,6 +623,8 @@ def build_tus_router(
                 if status is None:
                     raise  # the app's error handlers answer (503, 500) with the usual body
                 metrics.error(status)
+                if status == 503:
+                    log.warning("tus %s %r: %r", request.method, upload_id, exc)
                 headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
                 return _plain(status, exc.message, **headers)
         response.headers["Tus-Resumable"] = TUS_VERSION

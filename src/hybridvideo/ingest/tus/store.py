@@ -365,6 +365,12 @@ class LocalUploadStore:
         hasher = new_hasher(checksum[0]) if checksum is not None else None
         written = 0
         with self.data_path(upload_id).open("r+b") as fh:
+            stored = os.fstat(fh.fileno()).st_size
+            if stored < offset:
+                # Bytes the info counts are missing (a disk that lost them): never fill the
+                # gap; record what is really there and let the client resume from it.
+                self._save(replace(info, offset=stored))
+                raise TusError(TusErrorKind.OFFSET_MISMATCH, detail=f"stored bytes end at {stored}")
             fh.truncate(offset)  # drop an unrecorded tail left by a crash or a failed chunk
             fh.seek(offset)
             try:
@@ -387,13 +393,16 @@ class LocalUploadStore:
                     written = 0
                 else:
                     fh.truncate(offset + written)  # the offending chunk was not written
-                self._commit(fh.fileno(), info, written, expires_at if written else None)
+                self._commit(fh, info, written, expires_at if written else None)
                 raise
-            return self._commit(fh.fileno(), info, written, expires_at)
+            return self._commit(fh, info, written, expires_at)
 
-    def _commit(self, fd: int, info: UploadInfo, written: int, expires_at: datetime | None) -> int:
-        os.fsync(fd)  # durable first ...
-        if written or expires_at is not None:  # ... then recorded
+    def _commit(
+        self, fh: BinaryIO, info: UploadInfo, written: int, expires_at: datetime | None
+    ) -> int:
+        fh.flush()  # out of Python's buffer ...
+        os.fsync(fh.fileno())  # ... durable on disk ...
+        if written or expires_at is not None:  # ... and only then recorded
             current = self.get(info.id)  # notes may have changed during a long write
             expires = current.expires_at if expires_at is None else expires_at
             self._save(replace(current, offset=info.offset + written, expires_at=expires))
