@@ -272,9 +272,13 @@ def test_termination_after_success(
         terminate=True,
     )
     assert result["ok"] and result["terminated"], result
-    assert methods(result) == ["POST", "PATCH", "DELETE"]
+    # While the finished upload is being turned into a video a DELETE is refused with 423
+    # (tus-js-client retries it); once the outcome is recorded it goes through.
+    seen = methods(result)
+    assert seen[:2] == ["POST", "PATCH"] and set(seen[2:]) == {"DELETE"}, seen
     assert result["requests"][1]["responseHeaders"]["Upload-Offset"] == str(MiB + 9)
-    assert result["requests"][2]["status"] == 204
+    statuses = [r["status"] for r in result["requests"][2:]]
+    assert statuses[-1] == 204 and set(statuses[:-1]) <= {423}, statuses
     _assert_gone(ingest_server, result["uploadUrl"])
 
 

@@ -82,6 +82,9 @@ class NoHooks:
 class _NoLock:
     lost = False
 
+    def on_interrupt(self, callback: Callable[[], None]) -> None:
+        return None
+
     def release(self) -> None:
         return None
 

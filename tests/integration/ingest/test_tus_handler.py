@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterator
@@ -320,7 +321,13 @@ def test_method_override(http: httpx.Client, store: LocalUploadStore) -> None:
     assert http.get(url).status_code == 405
 
 
-def test_concurrent_patch_on_one_upload_is_423(store: LocalUploadStore) -> None:
+@pytest.mark.parametrize("lock_wait", [0.0, 3.0], ids=["refused-423", "holder-lets-go"])
+def test_a_second_writer_is_refused_or_takes_over(
+    store: LocalUploadStore, lock_wait: float
+) -> None:
+    """With no wait the second PATCH gets 423. With a wait (the default) it asks the holder
+    to let go, as tusd does: the holder stops reading its (stalled) body, keeps and records
+    what arrived, and the newcomer sees the new offset (409: HEAD and resume from there)."""
     import threading
 
     from hybridvideo.ingest.locks import InProcessLocker
@@ -335,13 +342,23 @@ def test_concurrent_patch_on_one_upload_is_423(store: LocalUploadStore) -> None:
                 held.set()
             return handle
 
+    from hybridvideo.ingest.metrics import TusMetrics
+
+    got_bytes = threading.Event()
+
+    class Watching(TusMetrics):
+        def received(self, n: int) -> None:
+            super().received(n)
+            got_bytes.set()
+
+    options = TusOptions(locker=Signalling(), lock_wait=lock_wait, metrics=Watching())
     app = FastAPI()
-    app.include_router(build_tus_router(store, ALL, TusOptions(locker=Signalling())))
+    app.include_router(build_tus_router(store, ALL, options))
     release = threading.Event()
 
-    def slow() -> Iterator[bytes]:
+    def stalled() -> Iterator[bytes]:
         yield b"a" * 10
-        release.wait(10)
+        release.wait(15)  # a client that went silent without closing its connection
         yield b"b" * 10
 
     result: dict[str, httpx.Response] = {}
@@ -349,22 +366,32 @@ def test_concurrent_patch_on_one_upload_is_423(store: LocalUploadStore) -> None:
         url = _create(http, 1024)
 
         def first() -> None:
-            with httpx.Client(base_url=base, headers=V) as other:
+            with httpx.Client(base_url=base, headers=V, timeout=30) as other:
                 h = {"Content-Type": OCTETS, "Upload-Offset": "0"}
-                result["r"] = other.patch(url, content=slow(), headers=h)
+                with contextlib.suppress(httpx.HTTPError):  # answered before the body ended
+                    result["r"] = other.patch(url, content=stalled(), headers=h)
 
         t = threading.Thread(target=first)
         t.start()
         try:
-            assert held.wait(10)  # the first PATCH holds the upload now
+            assert held.wait(10)  # the first PATCH holds the upload now ...
+            assert got_bytes.wait(10)  # ... and has read its first 10 bytes
             r = _patch(http, url, b"c", offset=0)
-            assert r.status_code == 423
-            assert http.delete(url).status_code == 423  # nor may it be terminated meanwhile
+            if lock_wait == 0:
+                assert r.status_code == 423
+                assert http.delete(url).status_code == 423
+            else:
+                assert r.status_code == 409  # the holder let go after storing 10 bytes
+                assert http.head(url).headers["Upload-Offset"] == "10"
+                assert _patch(http, url, b"c", offset=10).status_code == 204
         finally:
             release.set()
-            t.join(10)
-    assert result["r"].status_code == 204
-    assert result["r"].headers["Upload-Offset"] == "20"
+            t.join(20)
+    if lock_wait == 0:
+        assert result["r"].status_code == 204
+        assert result["r"].headers["Upload-Offset"] == "20"
+    else:
+        assert store.data_path(store.get(url.rsplit("/", 1)[1]).id).read_bytes() == b"a" * 10 + b"c"
 
 
 def _new_info(length: int | None) -> UploadInfo:

@@ -17,6 +17,8 @@ and an ``authorize`` callable; this module stays a protocol server.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -131,13 +133,17 @@ class LockHandle(Protocol):
         """True once another node may hold the lock (a Redis lock that expired)."""
         ...
 
+    def on_interrupt(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once when the lock is lost or another request wants it."""
+        ...
+
     def release(self) -> None: ...
 
 
 class Locker(Protocol):
     """One writer per upload: ``acquire`` returns None when someone else holds it."""
 
-    def acquire(self, upload_id: str) -> LockHandle | None: ...
+    def acquire(self, upload_id: str, *, wait: float = 0.0) -> LockHandle | None: ...
 
 
 class TusMetrics(Protocol):
@@ -193,7 +199,7 @@ class _SetLocker:
         self._held: set[str] = set()
         self._guard = threading.Lock()
 
-    def acquire(self, upload_id: str) -> LockHandle | None:
+    def acquire(self, upload_id: str, *, wait: float = 0.0) -> LockHandle | None:
         with self._guard:
             if upload_id in self._held:
                 return None
@@ -210,6 +216,9 @@ class _SetHandle:
     locker: _SetLocker
     upload_id: str
     lost: bool = False
+
+    def on_interrupt(self, callback: Callable[[], None]) -> None:
+        return None  # nobody can ask: a contender just gets 423
 
     def release(self) -> None:
         self.locker._release(self.upload_id)
@@ -233,6 +242,8 @@ class TusOptions:
     #: Called (in a thread) before a DELETE is carried out: raise :class:`TusError` to
     #: refuse (e.g. 423 while the application is turning the upload into a video).
     can_terminate: Callable[[UploadInfo], None] | None = None
+    #: Seconds a request waits for an upload's lock after asking the holder to let go.
+    lock_wait: float = 3.0
     #: Extra headers for a 201 (Cloudflare's ``stream-media-id``), from the new upload's
     #: info after ``events.created``; must not block.
     creation_headers: Callable[[UploadInfo], Mapping[str, str]] | None = None
@@ -263,21 +274,51 @@ def _content_length(request: Request) -> int | None:
     return int(value)
 
 
-def _sync_chunks(stream: AsyncIterator[bytes]) -> Iterator[bytes]:
-    """The async body as a blocking iterator, for use in an anyio worker thread."""
+class _BodyReader:
+    """The async body as a blocking iterator, for use in an anyio worker thread.
 
-    async def next_chunk() -> bytes | None:
+    :meth:`interrupt` (thread-safe) ends the body early, even while a read is waiting on
+    a silent client: the write then keeps and records what arrived, and the request lets go
+    of the upload. That is how a resumed client takes over from a connection that died
+    without a FIN (a phone changing networks) instead of meeting 423 until a timeout.
+    """
+
+    def __init__(self, stream: AsyncIterator[bytes]) -> None:
+        self._stream = stream
+        self._loop = asyncio.get_running_loop()
+        self._reading: asyncio.Future[bytes] | None = None
+        self.interrupted = False
+
+    def interrupt(self) -> None:
+        self._loop.call_soon_threadsafe(self._cancel)
+
+    def _cancel(self) -> None:
+        self.interrupted = True
+        if self._reading is not None:
+            self._reading.cancel()
+
+    async def _next(self) -> bytes | None:
+        if self.interrupted:
+            return None
+        self._reading = asyncio.ensure_future(self._stream.__anext__())
         try:
-            return await stream.__anext__()
+            return await self._reading
         except StopAsyncIteration:
             return None
+        except asyncio.CancelledError:
+            if self.interrupted:
+                return None
+            raise
+        finally:
+            self._reading = None
 
-    while True:
-        chunk = anyio.from_thread.run(next_chunk)
-        if chunk is None:
-            return
-        if chunk:
-            yield chunk
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            chunk = anyio.from_thread.run(self._next)
+            if chunk is None:
+                return
+            if chunk:
+                yield chunk
 
 
 def _bounded(chunks: Iterator[bytes], limit: int | None, kind: TusErrorKind) -> Iterator[bytes]:
@@ -355,7 +396,9 @@ def build_tus_router(
         return info
 
     async def locked(upload_id: str) -> LockHandle:
-        handle = await run(locker.acquire, upload_id)
+        # Ask a holder to let go (it stops reading and keeps what it stored) and wait a
+        # little, as tusd does; only a holder that will not let go makes this a 423.
+        handle = await run(functools.partial(locker.acquire, upload_id, wait=opts.lock_wait))
         if handle is None:
             raise TusError(TusErrorKind.LOCKED)
         return handle
@@ -418,9 +461,10 @@ def build_tus_router(
                 else TusErrorKind.MAX_SIZE_EXCEEDED
             )
             pending = digests.begin(info.id, current.offset)
-            body = _sync_chunks(request.stream().__aiter__())
+            body = _BodyReader(request.stream().__aiter__())
+            handle.on_interrupt(body.interrupt)
             chunks = pending.feed(
-                _counted(_while_held(_bounded(body, plan.limit, kind), handle), metrics)
+                _counted(_while_held(_bounded(iter(body), plan.limit, kind), handle), metrics)
             )
             until = expires()
 
