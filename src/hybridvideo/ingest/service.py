@@ -312,16 +312,22 @@ class IngestService:
             owner_id=notes.get("owner_id"),
             thumbnail_url=self._archive.public_url(thumb),
         )
+        video, created = self._catalog_once(new, sha256)
+        if not created:
+            return video
+        self._catalog.record_event(video.id, "uploaded", {"upload_id": info.id, "size": size})
+        self._queue.enqueue(DELIVERY_JOB, {"video_id": video.id})
+        return video
+
+    def _catalog_once(self, new: NewVideo, sha256: str) -> tuple[VideoState, bool]:
+        """Add the video; if another process cataloged the same master first, that one."""
         try:
-            video = self._catalog.add_video(new)
+            return self._catalog.add_video(new), True
         except Conflict:
             raced = self._catalog.find_by_sha256(sha256)
             if raced is None:
                 raise
-            return raced
-        self._catalog.record_event(video.id, "uploaded", {"upload_id": info.id, "size": size})
-        self._queue.enqueue(DELIVERY_JOB, {"video_id": video.id})
-        return video
+            return raced, False
 
     # -- status and sweeping ----------------------------------------------------------
 
@@ -496,13 +502,9 @@ class IngestService:
             owner_id=notes.get("owner_id"),
             thumbnail_url=self._archive.public_url(thumb),
         )
-        try:
-            video = self._catalog.add_video(new)
-        except Conflict:
-            raced = self._catalog.find_by_sha256(sha256)
-            if raced is None:
-                raise
-            return AddResult(raced, created=False)
+        video, created = self._catalog_once(new, sha256)
+        if not created:
+            return AddResult(video, created=False)
         self._catalog.record_event(video.id, "uploaded", {"via": "direct", "size": size})
         self._queue.enqueue(DELIVERY_JOB, {"video_id": video.id})
         return AddResult(video, created=True)

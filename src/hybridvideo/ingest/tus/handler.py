@@ -44,6 +44,7 @@ from hybridvideo.ingest.tus.digest import RunningDigests
 from hybridvideo.ingest.tus.protocol import (
     TUS_VERSION,
     Capabilities,
+    PatchPlan,
     TusError,
     TusErrorKind,
     UploadInfo,
@@ -419,15 +420,19 @@ def build_tus_router(
         request: Request, info: UploadInfo, offset_header: str | None, principal: Principal
     ) -> tuple[UploadInfo, datetime | None]:
         """Validate a PATCH (or a POST carrying data) and stream its body into the store."""
-        plan = check_patch(
-            info,
-            offset_header,
-            request.headers.get("content-type"),
-            _content_length(request),
-            max_size_for(principal),
-            upload_length=request.headers.get("upload-length"),
-            now=opts.clock(),
-        )
+
+        def plan_for(upload: UploadInfo) -> PatchPlan:
+            return check_patch(
+                upload,
+                offset_header,
+                request.headers.get("content-type"),
+                _content_length(request),
+                max_size_for(principal),
+                upload_length=request.headers.get("upload-length"),
+                now=opts.clock(),
+            )
+
+        plan = plan_for(info)
         if opts.chunk_rule is not None:
             body_length = _content_length(request)
             opts.chunk_rule(replace(info, length=plan.length), info.offset, body_length)
@@ -440,15 +445,7 @@ def build_tus_router(
             # Re-check under the lock: another request (or node) may have written or set
             # the length meanwhile; only now is the plan safe to carry out.
             current = await run(store.get, info.id)
-            plan = check_patch(
-                current,
-                offset_header,
-                request.headers.get("content-type"),
-                _content_length(request),
-                max_size_for(principal),
-                upload_length=request.headers.get("upload-length"),
-                now=opts.clock(),
-            )
+            plan = plan_for(current)
             if current.is_complete:
                 # Nothing to store (a retried last PATCH): leave the upload and its
                 # recorded outcome exactly as they are.
