@@ -19,14 +19,18 @@ Both tus servers get the same client, tus-js-client under Node (``bench/tus_uplo
 with the same settings, once per ``--chunks`` value (``inf`` = one PATCH). The time is what
 the client sees, creation POST to the last 204. Before each run the page cache is synced
 (``sync``), so no run pays for the previous one's writeback; right after each run
-``sync`` is timed again: "durable" adds that time, which is what a server that does not
+``sync`` is timed again: "+sync" adds that time, which is what a server that does not
 fsync (``@tus/server``'s FileStore) still owes the disk. Ours fsyncs before it answers
-and hashes (sha256) every byte on the way.
+and hashes (sha256) every byte on the way. The CPU seconds of every process involved
+(server, client, moto) are recorded too: steadier than wall time on a shared machine.
 
-MB/s are decimal (1 MB = 10^6 bytes). Results go to the "Ingest (tus)" section of
-``bench/RESULTS.md`` (``--no-write`` leaves it alone). ``--profile DIR`` then records one
+MB/s are decimal (1 MB = 10^6 bytes). Results replace the sections "Ingest (tus), local
+disk" and "Ingest (tus), S3 archive" of ``bench/RESULTS.md`` (each only when that part
+ran; ``--no-write`` leaves the file alone; "Ingest (tus): notes" is written by hand).
+``--profile DIR`` then records one
 upload of the largest size into our local server with py-spy (``pip install py-spy``)
-and prints where its threads spent their samples.
+and prints where its busy threads spent their samples (the upload and the ingest job
+after it; raw stacks in DIR for flame graphs).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -64,6 +69,8 @@ PYTHON = ROOT / ".venv" / "bin" / "python"
 MiB = 1024 * 1024
 #: Our S3 store's part size (``HYBRIDVIDEO_S3_PART_SIZE``'s default); boto3's too.
 PART_SIZE = 8 * MiB
+#: ``--src``: a copy of ``src/`` our server runs from instead of the work tree.
+OUR_SRC: Path | None = None
 _UNITS = {
     "": 1,
     "B": 1,
@@ -161,20 +168,26 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
 
 
 @contextlib.contextmanager
-def process(argv: Sequence[str], log: Path, env: dict[str, str] | None = None) -> Iterator[int]:
-    """Run ``argv`` for the duration of the block; its pid. Stopped by pid, never by name."""
+def process(
+    argv: Sequence[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    stop: signal.Signals = signal.SIGTERM,
+) -> Iterator[int]:
+    """Run ``argv`` for the duration of the block; its pid. Stopped by pid (with ``stop``;
+    py-spy writes its profile on SIGINT), never by name."""
     with log.open("wb") as out:
         proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         try:
             yield proc.pid
         finally:
-            proc.terminate()
+            proc.send_signal(stop)
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-    if proc.returncode not in (0, -15, 143):
+    if proc.returncode not in (0, -stop, 128 + stop):
         say(f"note: {argv[0]} exited {proc.returncode}; its log:\n{log.read_text()[-2000:]}")
 
 
@@ -429,6 +442,8 @@ def our_env(data_dir: Path, token: str, **extra: str) -> dict[str, str]:
         HYBRIDVIDEO_UPLOAD_MAX_SIZE=str(64 * 10**9),
     )
     env.update(extra)
+    if OUR_SRC is not None:
+        env["PYTHONPATH"] = str(OUR_SRC)
     return env
 
 
@@ -598,18 +613,16 @@ def run_profile(work: Path, size: int, chunk: int | None, out: Path) -> None:
             pid = ours.pids["server"]
             ours.run(source, chunk)  # warm up
             os.sync()
-            for idle, name in ((True, "wall"), (False, "cpu")):
-                raw = out / f"{name}.txt"
-                argv = [str(spy), "record", "--pid", str(pid), "--rate", "500", "--threads"]
-                argv += ["--format", "raw", "--output", str(raw), "--nonblocking"]
-                argv += ["--idle"] if idle else []
-                with process(argv, work / f"py-spy-{name}.log"):
-                    time.sleep(1.0)
-                    run = ours.run(source, chunk)
-                    time.sleep(0.5)
-                os.sync()
-                say(f"profiled upload ({name}): {mb_per_s(size, run.seconds):.1f} MB/s")
-                say("\n".join(summarize_profile(raw)))
+            raw = out / "py-spy-raw.txt"
+            argv = [str(spy), "record", "--pid", str(pid), "--rate", "500", "--threads"]
+            argv += ["--format", "raw", "--output", str(raw), "--nonblocking"]
+            with process(argv, work / "py-spy.log", stop=signal.SIGINT):
+                time.sleep(1.0)  # py-spy attached
+                run = ours.run(source, chunk)  # the upload, then the ingest job after it
+            say(
+                f"profiled upload: {mb_per_s(size, run.seconds):.1f} MB/s; samples of busy threads:"
+            )
+            say("\n".join(summarize_profile(raw)))
     finally:
         source.unlink()
 
@@ -630,6 +643,12 @@ def machine_lines(work: Path) -> list[str]:
         ["df", "--output=source,fstype", str(work)], capture_output=True, text=True
     ).stdout.split()[-2:]
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    changed = subprocess.run([*git, "status", "--porcelain", "src"], capture_output=True, text=True)
+    tree = commit.stdout.strip() + (" + uncommitted changes in src/" if changed.stdout else "")
+    if OUR_SRC is not None:
+        tree += f"; our server ran from {OUR_SRC} (--src)"
 
     def npm_version(name: str) -> str:
         package = json.loads((WEB_MODULES / name / "package.json").read_text())
@@ -645,9 +664,9 @@ def machine_lines(work: Path) -> list[str]:
         f"Machine: {os.cpu_count()} CPUs ({model}), {ram:.0f} GiB RAM, kernel "
         f"{platform.release()}; work dir on {' '.join(fs)} with {usage.free / 1e9:.0f} GB free "
         f"of {usage.total / 1e9:.0f} GB (all servers and dd write to that disk).",
-        f"Software: Python {platform.python_version()}, uvicorn {py_version('uvicorn')}, "
-        f"starlette {py_version('starlette')}, Node {node}, tus-js-client "
-        f"{npm_version('tus-js-client')}, @tus/server {npm_version('@tus/server')}, "
+        f"Code: {tree}. Software: Python {platform.python_version()}, "
+        f"uvicorn {py_version('uvicorn')}, starlette {py_version('starlette')}, Node {node}, "
+        f"tus-js-client {npm_version('tus-js-client')}, @tus/server {npm_version('@tus/server')}, "
         f"@tus/file-store {npm_version('@tus/file-store')}, boto3 {py_version('boto3')}, "
         f"moto {py_version('moto')}.",
     ]
@@ -820,7 +839,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, help="a folder on the disk to measure")
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     parser.add_argument("--profile", type=Path, help="py-spy one upload; raw stacks here")
+    parser.add_argument(
+        "--src", type=Path, help="run our server from this copy of src/ (a patch to try)"
+    )
     args = parser.parse_args(argv)
+    global OUR_SRC
+    OUR_SRC = args.src.resolve() if args.src else None
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     chunks = [parse_chunk(c) for c in args.chunks.split(",")]
     for tool in ("node", "dd"):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hybridvideo import __version__
 from hybridvideo.api import errors
@@ -95,32 +97,60 @@ def create_app(
 
         mount_engine(app, container)
 
-    @app.middleware("http")
-    async def request_context(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        incoming = request.headers.get("x-request-id", "")
-        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else ""
-        request.state.request_id = request_id or uuid.uuid4().hex
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception as exc:  # not a domain error: a bug; answer in our shape, log it
-            response = await errors.unexpected(request, exc)
-        response.headers["X-Request-ID"] = request.state.request_id
-        log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "path": request.url.path,
-                "status": response.status_code,
-                "ms": round((time.perf_counter() - started) * 1000, 2),
-                "request_id": request.state.request_id,
-            },
-        )
-        return response
+    app.add_middleware(RequestContext)
 
     return app
+
+
+class RequestContext:
+    """Request id, access log and the last-resort 500 for every HTTP request.
+
+    Plain ASGI on purpose: Starlette's ``BaseHTTPMiddleware`` (``@app.middleware``) wraps
+    ``receive`` in a task group per message, which cost ~0.6 CPU-s per GB of tus upload
+    on the event loop (bench/RESULTS.md, "Ingest (tus): notes").
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = Headers(scope=scope).get("x-request-id", "")
+        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else ""
+        request_id = request_id or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id  # request.state.request_id
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:  # not a domain error: a bug; answer in our shape, log it
+            if response_started:
+                raise
+            response = await errors.unexpected(Request(scope, receive), exc)
+            await response(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "request_id": request_id,
+                },
+            )
 
 
 def _mount_metrics(app: FastAPI, container: Container) -> None:

@@ -302,6 +302,7 @@ class _BodyReader:
         self._reading: asyncio.Future[bytes] | None = None
         self._error: BaseException | None = None
         self._ended = False
+        self._ahead: asyncio.Future[list[bytes] | None] | None = None
         self.interrupted = False
 
     def interrupt(self) -> None:
@@ -312,13 +313,32 @@ class _BodyReader:
         if self._reading is not None:
             self._reading.cancel()
 
-    async def _next(self) -> bytes | None:
-        """The next batch; None at the end of the body or once interrupted."""
+    async def _next(self) -> list[bytes] | None:
+        """The next batch (None at the end of the body or once interrupted); collecting
+        the one after it starts at once, so the loop receives batch n+1 while the worker
+        thread hashes and writes batch n (at most one batch read ahead)."""
+        collecting = self._ahead or asyncio.ensure_future(self._collect())
+        self._ahead = None
+        batch = await collecting
+        if batch is not None and not (self._ended or self.interrupted or self._error):
+            self._ahead = asyncio.ensure_future(self._collect())
+        return batch
+
+    def close(self) -> None:
+        """Cancel reads still pending once the write is over (a write stopped early)."""
+        for pending in (self._ahead, self._reading):
+            if pending is not None:
+                pending.cancel()
+        self._ahead = self._reading = None
+
+    async def _collect(self) -> list[bytes] | None:
+        """One batch, as a list of the chunks received (no copy of the bytes)."""
         if self._error is not None:
             raise self._error
-        batch = bytearray()
+        batch: list[bytes] = []
+        size = 0
         deadline = 0.0
-        while len(batch) < BODY_BATCH and not (self._ended or self.interrupted):
+        while size < BODY_BATCH and not (self._ended or self.interrupted):
             if self._reading is None:
                 self._reading = asyncio.ensure_future(self._stream.__anext__())
             if batch:
@@ -343,20 +363,22 @@ class _BodyReader:
                 self._error = exc  # hand over what arrived first; raise on the next call
                 self._ended = True
             else:
-                batch += chunk
-                if len(batch) == len(chunk):
+                if chunk:
+                    batch.append(chunk)
+                    size += len(chunk)
+                if len(batch) == 1:
                     deadline = self._loop.time() + BODY_BATCH_SECONDS
             finally:
                 if reading.done():
                     self._reading = None
-        return bytes(batch) if batch else None
+        return batch or None
 
     def __iter__(self) -> Iterator[bytes]:
         while True:
-            chunk = anyio.from_thread.run(self._next)
-            if chunk is None:
+            batch = anyio.from_thread.run(self._next)
+            if batch is None:
                 return
-            yield chunk
+            yield from batch
 
 
 def _bounded(chunks: Iterator[bytes], limit: int | None, kind: TusErrorKind) -> Iterator[bytes]:
@@ -508,7 +530,10 @@ def build_tus_router(
                 )
 
             try:
-                offset = await run(write)
+                try:
+                    offset = await run(write)
+                finally:
+                    body.close()
             except BaseException:
                 try:
                     kept = (await run(store.get, info.id)).offset

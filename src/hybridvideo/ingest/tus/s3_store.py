@@ -34,10 +34,10 @@ Why equal parts: R2 requires every part but the last to have the same size (at l
 and spooling the rest satisfies both, whatever chunk sizes clients send. The largest
 upload is ``part_size`` x 10,000 parts (78 GiB at the default 8 MiB).
 
-Memory: a write holds at most one part plus the chunk being received. A checksummed
-write (``Upload-Checksum``) is all-or-nothing, so its body is first received into a
-local temporary file and hashed; only a matching chunk is then applied, so a 460 leaves
-the bucket untouched.
+Memory: a write holds at most two parts (one being sent while the next one fills) plus
+the chunk being received. A checksummed write (``Upload-Checksum``) is all-or-nothing,
+so its body is first received into a local temporary file and hashed; only a matching
+chunk is then applied, so a 460 leaves the bucket untouched.
 
 Concatenation (tus-js-client ``parallelUploads``): a complete partial is completed into
 its own object ``incoming/<partial id>`` when a final upload first needs it (the
@@ -62,6 +62,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -508,29 +509,45 @@ class S3UploadStore:
             spool_exists=state.spool_exists,
         )
         received = 0
+        # One part is sent on a helper thread while the next one fills (the body keeps
+        # streaming in instead of waiting for each UploadPart); at most one in flight.
+        sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tus-s3-part")
+        in_flight: list[Future[str]] = []
+
+        def wait_for_part() -> None:
+            while in_flight:
+                in_flight.pop().result()  # its error, if any, is this write's error
+
         try:
-            for chunk in chunks:
-                if not chunk:
-                    continue
-                if limit is not None and received + len(chunk) > limit:
-                    raise TusError(TusErrorKind.SIZE_EXCEEDED, detail=f"over {limit}")
-                received += len(chunk)
-                view = memoryview(chunk)
-                while view:
-                    take = min(part_size - len(pending.buffer), len(view))
-                    pending.buffer += view[:take]
-                    pending.spool_current = False
-                    view = view[take:]
-                    if len(pending.buffer) == part_size:
-                        self._upload_part(record, pending.next_part, pending.buffer)
-                        pending.flushed(part_size)
-        except BaseException:
             try:
-                self._settle(record, pending, expires_at)
-            except Exception:  # the original error is the one to report
-                log.warning("tus upload %s: could not keep received bytes", upload_id)
-            raise
-        return self._settle(record, pending, expires_at)
+                for chunk in chunks:
+                    if not chunk:
+                        continue
+                    if limit is not None and received + len(chunk) > limit:
+                        raise TusError(TusErrorKind.SIZE_EXCEEDED, detail=f"over {limit}")
+                    received += len(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        take = min(part_size - len(pending.buffer), len(view))
+                        pending.buffer += view[:take]
+                        pending.spool_current = False
+                        view = view[take:]
+                        if len(pending.buffer) == part_size:
+                            wait_for_part()
+                            part = (record, pending.next_part, pending.buffer)
+                            in_flight.append(sender.submit(self._upload_part, *part))
+                            pending.flushed(part_size)  # a new buffer: the sent one stays
+                wait_for_part()
+            except BaseException:
+                try:
+                    wait_for_part()  # a part that failed leaves a gap: the spool is stale
+                    self._settle(record, pending, expires_at)
+                except Exception:  # the original error is the one to report
+                    log.warning("tus upload %s: could not keep received bytes", upload_id)
+                raise
+            return self._settle(record, pending, expires_at)
+        finally:
+            sender.shutdown(wait=True)
 
     def _settle(self, record: _Record, pending: _Pending, expires_at: datetime | None) -> int:
         upload_id = record.info.id

@@ -19,17 +19,19 @@ and streams it through ``ArchiveStore.put`` into any other archive.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hmac
 import json
 import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, cast, runtime_checkable
 
 from hybridvideo.archive.base import ArchiveStore, ObjectInfo
 from hybridvideo.errors import BackendUnavailable, ConfigurationError, NotFound
@@ -259,6 +261,40 @@ def info_from_json(data: Mapping[str, Any]) -> UploadInfo:
     )
 
 
+#: Start writing received bytes to disk every this many bytes (see :func:`start_writeback`).
+WRITEBACK_EVERY = 8 * 1024 * 1024
+
+
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return cast("Callable[[int, int, int, int], int]", function)
+
+
+_SYNC_FILE_RANGE = _load_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing this range to disk now, without waiting (Linux
+    ``sync_file_range(SYNC_FILE_RANGE_WRITE)``; a no-op elsewhere or when it fails).
+
+    Why: the kernel starts background writeback only past ``dirty_background_ratio`` of
+    RAM (2.4 GB on a 24 GiB machine), so without this a 1 GB PATCH reaches its fsync with
+    all of it still in the page cache, and the client waits for the whole flush after the
+    last byte. Durability still rests on the fsync in ``_commit``; this only moves the
+    disk work under the transfer.
+    """
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -374,11 +410,16 @@ class LocalUploadStore:
             fh.truncate(offset)  # drop an unrecorded tail left by a crash or a failed chunk
             fh.seek(offset)
             try:
+                flushing = 0  # bytes of this write whose writeback has been started
                 for chunk in chunks:
                     if limit is not None and written + len(chunk) > limit:
                         raise TusError(TusErrorKind.SIZE_EXCEEDED, detail=f"over {limit}")
                     fh.write(chunk)
                     written += len(chunk)
+                    if written - flushing >= WRITEBACK_EVERY:
+                        fh.flush()
+                        start_writeback(fh.fileno(), offset + flushing, written - flushing)
+                        flushing = written
                     if hasher is not None:
                         hasher.update(chunk)
                 if (
