@@ -389,6 +389,13 @@ class S3UploadStore:
         if listed is None:  # completed (a finish cut short before it was recorded) or aborted
             size = self._size(key)
             if size is None:
+                # A finish may be completing the multipart upload right now: the parts are
+                # gone before the object shows. Look once more before calling it gone.
+                record = self._read_record(upload_id)
+                if record.finished:
+                    return _State(record, finished_size=record.info.length or 0)
+                size = self._size(key)
+            if size is None:
                 if lenient:
                     return _State(record)
                 raise TusError(TusErrorKind.NOT_FOUND, detail=f"{upload_id}: data is gone")
