@@ -61,15 +61,20 @@ class Backend:
         self.made.append(locker)
         return locker
 
-    def require_shared(self) -> None:
-        if not self.shared:
-            pytest.skip("in-process locks live and die with their process: nothing to share")
-
 
 @pytest.fixture(params=["in_process", pytest.param("redis", marks=pytest.mark.redis)])
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     url = request.getfixturevalue("redis_url") if request.param == "redis" else None
     b = Backend(request.param, url)
+    yield b
+    for locker in b.made:
+        locker.close()
+
+
+@pytest.fixture
+def shared(redis_url: str) -> Iterator[Backend]:
+    """Only Redis: these cases are about locks that outlive a process and span nodes."""
+    b = Backend("redis", redis_url)
     yield b
     for locker in b.made:
         locker.close()
@@ -214,9 +219,8 @@ def test_threads_never_hold_one_upload_together(backend: Backend) -> None:
     assert wins >= 8  # the lock really changed hands
 
 
-def test_separate_nodes_exclude_each_other(backend: Backend) -> None:
-    backend.require_shared()
-    a, b = backend.node(), backend.node()
+def test_separate_nodes_exclude_each_other(shared: Backend) -> None:
+    a, b = shared.node(), shared.node()
     assert a is not b
     upload = uid()
     held = must(a.acquire(upload))
@@ -249,11 +253,11 @@ for line in sys.stdin:
 class Holder:
     """A lock holder in its own process (another node)."""
 
-    def __init__(self, backend: Backend, upload: str, ttl: float) -> None:
-        assert backend.redis_url is not None
+    def __init__(self, shared: Backend, upload: str, ttl: float) -> None:
+        assert shared.redis_url is not None
         src = str(Path(__file__).parents[2] / "src")
         env = {**os.environ, "PYTHONPATH": src}
-        args = [backend.redis_url, backend.namespace, upload, str(ttl)]
+        args = [shared.redis_url, shared.namespace, upload, str(ttl)]
         self.proc = subprocess.Popen(
             [sys.executable, "-c", HOLDER, *args],
             stdin=subprocess.PIPE,
@@ -280,12 +284,11 @@ class Holder:
 
 
 @pytest.fixture
-def holders(backend: Backend) -> Iterator[Callable[[str, float], Holder]]:
+def holders(shared: Backend) -> Iterator[Callable[[str, float], Holder]]:
     made: list[Holder] = []
 
     def make(upload: str, ttl: float) -> Holder:
-        backend.require_shared()
-        holder = Holder(backend, upload, ttl)
+        holder = Holder(shared, upload, ttl)
         made.append(holder)
         return holder
 
@@ -295,12 +298,12 @@ def holders(backend: Backend) -> Iterator[Callable[[str, float], Holder]]:
 
 
 def test_a_crashed_holders_lock_expires(
-    backend: Backend, holders: Callable[[str, float], Holder]
+    shared: Backend, holders: Callable[[str, float], Holder]
 ) -> None:
     upload = uid()
     ttl = 0.3
     holder = holders(upload, ttl)
-    survivor = backend.node()
+    survivor = shared.node()
     assert survivor.acquire(upload) is None
     holder.proc.send_signal(signal.SIGKILL)
     killed = time.monotonic()
@@ -313,12 +316,12 @@ def test_a_crashed_holders_lock_expires(
 
 
 def test_a_frozen_holder_loses_its_lock_and_cannot_free_the_new_one(
-    backend: Backend, holders: Callable[[str, float], Holder]
+    shared: Backend, holders: Callable[[str, float], Holder]
 ) -> None:
     upload = uid()
     ttl = 0.3
     holder = holders(upload, ttl)
-    node = backend.node()
+    node = shared.node()
     holder.proc.send_signal(signal.SIGSTOP)  # a frozen VM, a long GC pause
     try:
         assert node.acquire(upload) is None
@@ -327,7 +330,7 @@ def test_a_frozen_holder_loses_its_lock_and_cannot_free_the_new_one(
         holder.proc.send_signal(signal.SIGCONT)
     assert holder.ask_line("status") == "lost=True"
     assert holder.ask_line("release") == "released"  # compare-and-delete: not ours any more
-    third = backend.node()
+    third = shared.node()
     assert third.acquire(upload) is None
     time.sleep(ttl * 2)
     assert third.acquire(upload) is None and not taken.lost  # still held and refreshed
@@ -335,19 +338,18 @@ def test_a_frozen_holder_loses_its_lock_and_cannot_free_the_new_one(
     must(third.acquire(upload)).release()
 
 
-def test_a_holder_learns_when_its_lock_is_gone(backend: Backend) -> None:
+def test_a_holder_learns_when_its_lock_is_gone(shared: Backend) -> None:
     """Redis lost the key (expiry after an outage, a flush): the heartbeat notices."""
-    backend.require_shared()
     import redis
 
-    assert backend.redis_url is not None
+    assert shared.redis_url is not None
     upload = uid()
-    held = must(backend.node().acquire(upload))
+    held = must(shared.node().acquire(upload))
     gone = threading.Event()
     held.on_interrupt(gone.set)
-    raw = redis.Redis.from_url(backend.redis_url)
+    raw = redis.Redis.from_url(shared.redis_url)
     try:
-        assert raw.delete(f"{backend.namespace}:lock:{upload}") == 1
+        assert raw.delete(f"{shared.namespace}:lock:{upload}") == 1
     finally:
         raw.close()
     assert gone.wait(TTL * 3)
@@ -358,12 +360,11 @@ def test_a_holder_learns_when_its_lock_is_gone(backend: Backend) -> None:
 # -- Redis specifics -------------------------------------------------------------------------
 
 
-def test_a_closed_redis_locker_refuses_work(backend: Backend) -> None:
-    backend.require_shared()
-    locker = backend.node()
+def test_a_closed_redis_locker_refuses_work(shared: Backend) -> None:
+    locker = shared.node()
     held = must(locker.acquire(uid()))
     locker.close()  # releases what it still held
-    must(backend.node().acquire(held.upload_id)).release()  # at once, not after the TTL
+    must(shared.node().acquire(held.upload_id)).release()  # at once, not after the TTL
     with pytest.raises(RuntimeError):
         locker.acquire(uid())
 
