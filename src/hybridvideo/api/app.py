@@ -87,7 +87,6 @@ def create_app(
 
         mount_ingest(app, container)
         _mount_metrics(app, container)
-        _mount_cors(app, container)
         if container.archive.capabilities.serves_signed_urls:
             from hybridvideo.api.routers import archive_files
 
@@ -97,6 +96,7 @@ def create_app(
 
         mount_engine(app, container)
 
+    _mount_cors(app, container)  # also for `hybridvideo engine`: browsers upload to it
     app.add_middleware(RequestContext)
 
     return app

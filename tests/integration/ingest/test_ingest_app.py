@@ -315,3 +315,29 @@ def test_expired_uploads_answer_410_then_404_after_the_sweep(tmp_path: Path) -> 
             assert tc.delete(url).status_code == 404
     finally:
         container.close()
+
+
+def test_the_engine_alone_also_answers_cors_for_direct_uploads(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    settings = load_settings(data_dir=tmp_path / "data", cors_origins=["https://app.example"])
+    container = build_container(settings, serving=True)
+    try:
+        app = create_app(container, run_worker=False, engine_only=True)
+        assert container.engine is not None
+        path = f"/client/v4/accounts/{container.engine.account_id}/stream"
+        with TestClient(app) as tc:
+            r = tc.options(
+                path,
+                headers={
+                    "Origin": "https://app.example",
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "tus-resumable,upload-length",
+                },
+            )
+            assert r.status_code == 200
+            assert r.headers["access-control-allow-origin"] == "https://app.example"
+            r = tc.get(path, headers={"Origin": "https://app.example"})
+            assert "stream-media-id" in r.headers["access-control-expose-headers"].lower()
+    finally:
+        container.close()
