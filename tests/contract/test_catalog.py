@@ -138,6 +138,10 @@ def test_add_and_get_round_trip(catalog: SqlCatalog) -> None:
     assert spec.stream_status is S.NOT_DELIVERED and spec.stream_uid is None
     assert catalog.find_by_sha256(new.media.sha256.upper()) == got
     assert catalog.find_by_sha256("0" * 64) is None
+    assert catalog.find_by_archive_key("masters", "videos/1.mp4") == got
+    assert catalog.find_by_archive_key("masters", "videos/1.MP4") is None
+    assert catalog.find_by_archive_key("other", "videos/1.mp4") is None
+    assert catalog.find_by_archive_key("masters", "x" * 2000) is None
     assert [e.kind for e in catalog.events(added.id)] == ["created"]
 
 

@@ -50,6 +50,13 @@ class Catalog(Protocol):
 
     def find_by_sha256(self, sha256: str) -> VideoState | None: ...
 
+    def find_by_archive_key(self, bucket: str, key: str) -> VideoState | None:
+        """The video whose master is ``key`` in ``bucket`` (exact match), or None.
+
+        Lets an import of an existing bucket skip objects it cataloged before without
+        reading their bytes again.
+        """
+
     def find_by_stream_uid(self, stream_uid: str) -> VideoState | None:
         """The video whose delivery copy is ``stream_uid`` (webhooks name only that), or None."""
 

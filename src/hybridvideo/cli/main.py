@@ -44,6 +44,8 @@ stream_app = typer.Typer(no_args_is_help=True, help="The Stream service (Cloudfl
 stream_webhook_app = typer.Typer(no_args_is_help=True, help="Where Stream reports finished videos.")
 stream_app.add_typer(stream_webhook_app, name="webhook")
 app.add_typer(stream_app, name="stream")
+archive_app = typer.Typer(no_args_is_help=True, help="The archive bucket.")
+app.add_typer(archive_app, name="archive")
 
 # Piped output (scripts, tests) gets wide lines so ids and hashes are never folded.
 out = Console(width=None if sys.stdout.isatty() else 240)
@@ -452,6 +454,76 @@ def keys_revoke(
 
     build_stream(_settings(data_dir)).revoke_signing_key(key_id)
     out.print(f"revoked {key_id}", highlight=False)
+
+
+@archive_app.command("import")
+@friendly_errors
+def archive_import(
+    prefix: Annotated[str, typer.Option(help="Only keys starting with this ('' = all).")],
+    collection: Annotated[str, typer.Option(help="Collection of the new videos.")] = (
+        DEFAULT_COLLECTION
+    ),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; write nothing.")] = (
+        False
+    ),
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Stop after registering this many.")
+    ] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write every outcome and the totals here.")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Catalog the masters already in the archive under PREFIX, at their existing keys.
+
+    Thumbnails beside a master (same name, .jpg/.jpeg/.png/.webp) or at
+    thumbnails/<same name>.jpg are used; otherwise one is made. Safe to run again.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from hybridvideo.media.probe import probe_source
+    from hybridvideo.media.reader import ArchiveReader
+    from hybridvideo.media.thumbnail import make_thumbnail
+    from hybridvideo.videos.importer import ArchiveImporter, ImportStatus, ImportSummary
+
+    container = _container(_settings(data_dir))
+    summary = ImportSummary()
+    outcomes = []
+    try:
+        importer = ArchiveImporter(
+            container.catalog, container.archive, probe_source, make_thumbnail, ArchiveReader
+        )
+        objects = importer.objects(prefix)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, console=err, transient=True) as progress:
+            task = progress.add_task("importing", total=len(objects))
+            for outcome in importer.scan(
+                prefix,
+                dry_run=dry_run,
+                collection=collection,
+                limit=limit,
+                objects=objects,
+                summary=summary,
+            ):
+                outcomes.append(outcome)
+                progress.advance(task)
+    finally:
+        container.close()
+    for o in outcomes:
+        if o.status in (ImportStatus.NOT_A_VIDEO, ImportStatus.DUPLICATE, ImportStatus.ERROR):
+            err.print(f"{o.status.value}: {o.key}: {o.reason}", highlight=False, markup=False)
+    title = "archive import (dry run: nothing written)" if dry_run else "archive import"
+    table = Table(title=title)
+    table.add_column("outcome")
+    table.add_column("objects", justify="right")
+    for status in ImportStatus:
+        table.add_row(status.value, str(summary.counts[status]))
+    out.print(table)
+    if json_file is not None:
+        document = {"summary": summary.as_dict(), "outcomes": [o.as_dict() for o in outcomes]}
+        json_file.write_text(json.dumps(document, indent=2) + "\n")
+    if summary.counts[ImportStatus.ERROR]:
+        raise typer.Exit(1)
 
 
 def _jsonable(video: VideoState) -> dict[str, Any]:

@@ -91,6 +91,15 @@ class SqlCatalog:
             video = session.scalar(_videos().where(VideoSpec.sha256 == sha256.lower()))
             return None if video is None else video.to_state()
 
+    def find_by_archive_key(self, bucket: str, key: str) -> VideoState | None:
+        if not bucket or len(bucket) > 255 or not key or len(key) > 1024:
+            return None  # longer than the columns: nothing stored can match
+        with self._tx() as session:
+            video = session.scalar(
+                _videos().where(VideoSpec.archive_bucket == bucket, VideoSpec.archive_key == key)
+            )
+            return None if video is None else video.to_state()
+
     def find_by_stream_uid(self, stream_uid: str) -> VideoState | None:
         if not stream_uid or len(stream_uid) > 64:
             return None  # no stored uid can match (the column holds at most 64 characters)
