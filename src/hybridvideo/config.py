@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     stream_webhook_secret: SecretStr | None = Field(
         None, description="Secret of Stream's Webhook-Signature (`stream webhook set` prints it)."
     )
+    stream_rate_limit: int = Field(
+        1200, ge=1, le=1_000_000, description="Stream API requests allowed per rate window."
+    )
+    stream_rate_window: float = Field(
+        300.0, gt=0, le=86_400, description="Seconds of the Stream API's sliding rate window."
+    )
     # Ingest (tus at /files/, direct and legacy uploads)
     upload_max_size: int = Field(
         64 * 1024**3, ge=1, le=2**53, description="Largest upload in bytes (Tus-Max-Size)."
