@@ -407,9 +407,11 @@ def build_container(
     close_stream = getattr(stream, "close", None)
     if callable(close_stream):
         closers.append(close_stream)
-    delivery = DeliveryService(catalog=catalog, archive=archive, stream=stream)
     ingest = build_ingest(settings, archive=archive, catalog=catalog, queue=queue, secret=secret)
     closers.append(ingest.locker.close)
+    delivery = DeliveryService(
+        catalog=catalog, archive=archive, stream=stream, locker=ingest.locker
+    )
     container = Container(
         settings=settings,
         catalog=catalog,

@@ -31,6 +31,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from hybridvideo.archive.base import ArchiveStore
 from hybridvideo.catalog.base import Catalog
@@ -95,6 +96,20 @@ def _poll_key(video: VideoState) -> tuple[datetime, str]:
     return (video.updated_at, video.id)
 
 
+#: Seconds a deliver() call waits for another one of the same video to finish.
+DELIVERY_LOCK_WAIT = 30.0
+
+
+class _Handle(Protocol):
+    def release(self) -> None: ...
+
+
+class DeliveryLocker(Protocol):
+    """What :class:`~hybridvideo.ingest.locks.UploadLocker` offers, for any key."""
+
+    def acquire(self, upload_id: str, *, wait: float = 0.0) -> _Handle | None: ...
+
+
 class DeliveryService:
     """Delivery over the catalog, the archive and a Stream service (Cloudflare or engine)."""
 
@@ -106,8 +121,12 @@ class DeliveryService:
         stream: StreamProvider,
         source_url_seconds: int = SOURCE_URL_SECONDS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        locker: DeliveryLocker | None = None,
     ) -> None:
         self._catalog = catalog
+        #: One sender per video (in-process, or Redis across nodes): two deliver() calls
+        #: racing — a job and the admin endpoint, two workers — must not make two copies.
+        self._locker = locker
         self._archive = archive
         self._stream = stream
         self._source_url_seconds = source_url_seconds
@@ -127,6 +146,17 @@ class DeliveryService:
         Raises ``RateLimited``/``BackendUnavailable`` when trying again later may succeed,
         and ``NotFound`` for an unknown video.
         """
+        if self._locker is None:
+            return self._deliver(video_id)
+        handle = self._locker.acquire(f"delivery:{video_id}", wait=DELIVERY_LOCK_WAIT)
+        if handle is None:
+            raise BackendUnavailable("the video is being delivered by another worker")
+        try:
+            return self._deliver(video_id)
+        finally:
+            handle.release()
+
+    def _deliver(self, video_id: str) -> VideoState:
         video = self._catalog.get_video(video_id)
         if is_delivered(video):
             return video

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -344,3 +345,43 @@ def test_poll_stops_early_when_rate_limited(world: World, video: VideoState) -> 
     report = world.service_with(limited).poll_processing(older_than=timedelta(0))
     assert (report.checked, report.changed) == (0, 0)
     assert world.catalog.get_video(video.id).spec.stream_status is S.PROCESSING
+
+
+def test_concurrent_deliveries_of_one_video_make_one_copy(
+    tmp_path: Path, sample_video: Path
+) -> None:
+    """A job and the admin endpoint (or two workers) delivering the same video at once:
+    the per-video lock makes the second wait and then find the copy on its way."""
+    import threading
+    import time as _time
+
+    from hybridvideo.ingest.locks import InProcessLocker
+
+    with delivery_world(tmp_path) as world:
+        video = world.add(sample_video)
+        real_copy = world.stream.copy_from_url
+
+        def slow_copy(*args: Any, **kwargs: Any) -> Any:
+            _time.sleep(0.3)  # wide open window between "not delivered" and "uid recorded"
+            return real_copy(*args, **kwargs)
+
+        world.stream.copy_from_url = slow_copy  # type: ignore[method-assign]
+        service = DeliveryService(
+            catalog=world.catalog,
+            archive=world.archive,
+            stream=world.stream,
+            locker=InProcessLocker(),
+        )
+        results: list[str | None] = []
+        threads = [
+            threading.Thread(
+                target=lambda: results.append(service.deliver(video.id).spec.stream_uid)
+            )
+            for _ in range(3)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(set(results)) == 1 and results[0] is not None, results
+        assert len(world.copies) == 1
