@@ -29,8 +29,8 @@ from hybridvideo.videos.importer import (
     ImportOutcome,
     ImportStatus,
     ImportSummary,
-    generated_thumbnail_key,
 )
+from hybridvideo.videos.service import thumbnail_key
 from tests.conftest import make_clip
 
 S = ImportStatus
@@ -146,11 +146,11 @@ def test_import_registers_exactly_the_masters_in_place(
     if archive.public_url("team/launch/a.jpg") is not None:
         assert a_thumb == "team/launch/a.jpg"
     else:
-        assert a_thumb == generated_thumbnail_key(sha_a)
+        assert a_thumb == thumbnail_key(sha_a)
         assert b"".join(archive.open(a_thumb)) == POSTER
     assert a.spec.thumbnail_url == archive.public_url(a_thumb) is not None
     # b: none matched, so one was made from the master, like ingest does.
-    b_thumb = generated_thumbnail_key(sha_b)
+    b_thumb = thumbnail_key(sha_b)
     assert got["team/b.mov"].thumbnail_key == b_thumb
     assert b"".join(archive.open(b_thumb)).startswith(b"\xff\xd8")
     assert b.spec.thumbnail_url == archive.public_url(b_thumb)

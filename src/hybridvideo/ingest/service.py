@@ -49,7 +49,13 @@ from hybridvideo.ingest.tus.handler import PRINCIPAL_NOTE, Locker, LockHandle, P
 from hybridvideo.ingest.tus.protocol import TusError, TusErrorKind, UploadInfo
 from hybridvideo.ingest.tus.store import UploadStore
 from hybridvideo.queue.base import TaskQueue
-from hybridvideo.videos.service import CONTENT_TYPES, AddResult, VerifyingReader, master_key
+from hybridvideo.videos.service import (
+    CONTENT_TYPES,
+    AddResult,
+    VerifyingReader,
+    master_key,
+    thumbnail_key,
+)
 
 log = logging.getLogger("hybridvideo.ingest")
 
@@ -107,10 +113,6 @@ class UploadStatus:
     error_message: str | None
     expires_at: datetime | None
     metadata: Mapping[str, str | None]
-
-
-def thumbnail_key(sha256: str) -> str:
-    return f"thumbnails/{sha256[:2]}/{sha256}.jpg"
 
 
 def _clean_text(value: str | None, what: str, limit: int) -> str | None:
@@ -302,32 +304,42 @@ class IngestService:
                     raise  # same bytes filed meanwhile by a twin upload: fine; else not
         if jpeg is not None:
             self._archive.put(thumb, io.BytesIO(jpeg), content_type="image/jpeg")
-        title = info.metadata.get("title") or PurePosixPath(filename).stem or filename
+        title = info.metadata.get("title")
+        event = {"upload_id": info.id, "size": size}
+        video, _ = self._catalog_and_deliver(title, filename, notes, target, media, thumb, event)
+        return video
+
+    def _catalog_and_deliver(
+        self,
+        title: str | None,
+        filename: str,
+        notes: Mapping[str, str],
+        key: str,
+        media: MediaInfo,
+        thumb: str,
+        event: Mapping[str, Any],
+    ) -> tuple[VideoState, bool]:
+        """Record the filed master as a video and queue its delivery; if another process
+        cataloged the same master first, that video (``created`` False, nothing queued)."""
         new = NewVideo(
-            title=validate_title(title),
+            title=validate_title(title or PurePosixPath(filename).stem or filename),
             collection=notes.get("collection", DEFAULT_COLLECTION),
             archive_bucket=self._archive.bucket,
-            archive_key=target,
+            archive_key=key,
             media=media,
             owner_id=notes.get("owner_id"),
             thumbnail_url=self._archive.public_url(thumb),
         )
-        video, created = self._catalog_once(new, sha256)
-        if not created:
-            return video
-        self._catalog.record_event(video.id, "uploaded", {"upload_id": info.id, "size": size})
-        self._queue.enqueue(DELIVERY_JOB, {"video_id": video.id})
-        return video
-
-    def _catalog_once(self, new: NewVideo, sha256: str) -> tuple[VideoState, bool]:
-        """Add the video; if another process cataloged the same master first, that one."""
         try:
-            return self._catalog.add_video(new), True
+            video = self._catalog.add_video(new)
         except Conflict:
-            raced = self._catalog.find_by_sha256(sha256)
+            raced = self._catalog.find_by_sha256(media.sha256)
             if raced is None:
                 raise
             return raced, False
+        self._catalog.record_event(video.id, "uploaded", dict(event))
+        self._queue.enqueue(DELIVERY_JOB, {"video_id": video.id})
+        return video, True
 
     # -- status and sweeping ----------------------------------------------------------
 
@@ -493,21 +505,9 @@ class IngestService:
                 )
         if jpeg is not None:
             self._archive.put(thumb, io.BytesIO(jpeg), content_type="image/jpeg")
-        new = NewVideo(
-            title=validate_title(title or PurePosixPath(name).stem or name),
-            collection=notes.get("collection", DEFAULT_COLLECTION),
-            archive_bucket=self._archive.bucket,
-            archive_key=target,
-            media=media,
-            owner_id=notes.get("owner_id"),
-            thumbnail_url=self._archive.public_url(thumb),
-        )
-        video, created = self._catalog_once(new, sha256)
-        if not created:
-            return AddResult(video, created=False)
-        self._catalog.record_event(video.id, "uploaded", {"via": "direct", "size": size})
-        self._queue.enqueue(DELIVERY_JOB, {"video_id": video.id})
-        return AddResult(video, created=True)
+        event = {"via": "direct", "size": size}
+        video, created = self._catalog_and_deliver(title, name, notes, target, media, thumb, event)
+        return AddResult(video, created=created)
 
 
 def _last_activity(info: UploadInfo) -> datetime:

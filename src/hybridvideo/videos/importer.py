@@ -48,6 +48,7 @@ from hybridvideo.domain.video import (
     validate_title,
 )
 from hybridvideo.errors import Conflict, HybridVideoError, NotAVideo
+from hybridvideo.videos.service import thumbnail_key
 
 #: What makes a key a master candidate (lower-cased suffix).
 VIDEO_EXTENSIONS = frozenset(
@@ -124,11 +125,6 @@ class ImportSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, **{s.value: self.counts[s] for s in ImportStatus}}
-
-
-def generated_thumbnail_key(sha256: str, ext: str = ".jpg") -> str:
-    """Where ingest (and the importer) file a made thumbnail; keep in step with ingest."""
-    return f"thumbnails/{sha256[:2]}/{sha256}{ext}"
 
 
 def thumbnail_candidates(key: str) -> list[str]:
@@ -226,7 +222,7 @@ class ArchiveImporter:
         title = validate_title(PurePosixPath(key).stem or name)
         thumb = self._matched_thumbnail(key)
         if dry_run:
-            made = thumb or generated_thumbnail_key(sha256)
+            made = thumb or thumbnail_key(sha256)
             return ImportOutcome(key, ImportStatus.REGISTERED, sha256=sha256, thumbnail_key=made)
         thumb = self._usable_thumbnail(thumb, key, size, sha256, media)
         new = NewVideo(
@@ -276,12 +272,12 @@ class ArchiveImporter:
             if self._archive.public_url(matched) is not None:
                 return matched
             ext = PurePosixPath(matched).suffix.lower()
-            target = generated_thumbnail_key(sha256, ext)
+            target = thumbnail_key(sha256, ext)
             if not self._archive.exists(target):
                 data = b"".join(self._archive.open(matched))
                 self._archive.put(target, io.BytesIO(data), content_type=IMAGE_TYPES.get(ext))
             return target
-        target = generated_thumbnail_key(sha256)
+        target = thumbnail_key(sha256)
         if not self._archive.exists(target):
             with self._reader(self._archive, key, size) as reader:
                 jpeg = self._thumbnail(reader, duration=media.duration)
@@ -296,7 +292,6 @@ __all__ = [
     "ImportOutcome",
     "ImportStatus",
     "ImportSummary",
-    "generated_thumbnail_key",
     "is_candidate",
     "thumbnail_candidates",
 ]

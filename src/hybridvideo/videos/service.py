@@ -58,6 +58,11 @@ class AddResult:
     created: bool
 
 
+def thumbnail_key(sha256: str, ext: str = ".jpg") -> str:
+    """Where a poster made (or copied) for a master is filed, derivable from its sha256."""
+    return f"thumbnails/{sha256[:2]}/{sha256}{ext}"
+
+
 def master_key(sha256: str, suffix: str) -> str:
     ext = suffix.lower() if suffix and len(suffix) <= 8 and suffix[1:].isalnum() else ""
     return f"masters/{sha256[:2]}/{sha256}{ext}"

@@ -76,6 +76,7 @@ from hybridvideo.ingest.tus.protocol import TusError, TusErrorKind, UploadInfo, 
 from hybridvideo.ingest.tus.store import (
     INCOMING_PREFIX,
     check_finishable,
+    check_new_length,
     check_partials,
     content_type_of,
     effective_limit,
@@ -253,10 +254,7 @@ class S3UploadStore:
     def declare_length(self, upload_id: str, length: int) -> UploadInfo:
         state = self._load(upload_id)
         info = state.info
-        if info.length is not None and info.length != length:
-            raise TusError(TusErrorKind.INVALID_LENGTH, detail="length is already set")
-        if length < info.offset:
-            raise TusError(TusErrorKind.INVALID_LENGTH, detail="length below the offset")
+        check_new_length(info, length)
         self._check_size(length, state.record.part_size)
         record = state.record
         self._save(replace(record, info=replace(record.info, length=length)))

@@ -79,6 +79,15 @@ def content_type_of(metadata: Mapping[str, str | None]) -> str | None:
     return None
 
 
+def check_new_length(info: UploadInfo, length: int) -> None:
+    """400 unless ``length`` may become the length of ``info`` (set once, not below the
+    offset)."""
+    if info.length is not None and info.length != length:
+        raise TusError(TusErrorKind.INVALID_LENGTH, detail="length is already set")
+    if length < info.offset:
+        raise TusError(TusErrorKind.INVALID_LENGTH, detail="length below the offset")
+
+
 def effective_limit(info: UploadInfo, limit: int | None) -> int | None:
     """The most bytes a write at ``info.offset`` may add: the caller's limit, and never
     beyond a known length (a store keeps that rule even if a caller forgets it)."""
@@ -371,10 +380,7 @@ class LocalUploadStore:
 
     def declare_length(self, upload_id: str, length: int) -> UploadInfo:
         info = self.get(upload_id)
-        if info.length is not None and info.length != length:
-            raise TusError(TusErrorKind.INVALID_LENGTH, detail="length is already set")
-        if length < info.offset:
-            raise TusError(TusErrorKind.INVALID_LENGTH, detail="length below the offset")
+        check_new_length(info, length)
         info = replace(info, length=length)
         self._save(info)
         return info
