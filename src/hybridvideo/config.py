@@ -105,6 +105,18 @@ class Settings(BaseSettings):
     engine_early_first_rung: bool = Field(
         False, description="Encode the lowest rung alone first (playable sooner, ~10% more CPU)."
     )
+    engine_api_rate_limit: int = Field(
+        0, ge=0, le=1_000_000, description="Engine API requests allowed per window (0: off)."
+    )
+    engine_api_rate_window: float = Field(
+        300.0, gt=0, le=86_400, description="Seconds of the engine API's sliding rate window."
+    )
+    engine_faults: str = Field(
+        "", max_length=1000, description="Test mode: inject API faults, e.g. '429=0.1,seed=7'."
+    )
+    engine_accept_only: bool = Field(
+        False, description="Test mode: copies become ready without fetching or encoding."
+    )
     stream_signing_key_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
     stream_signing_key: SecretStr | None = Field(
         None, description="Base64 PEM or JWK of the playback signing key (as Cloudflare gives it)."

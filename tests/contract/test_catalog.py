@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC
-from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -32,9 +31,11 @@ from hybridvideo.catalog.sql.models import Base
 from hybridvideo.domain.video import (
     MediaInfo,
     NewVideo,
+    ScanSummary,
     StreamStatus,
     VideoChanges,
     VideoFilter,
+    VideoScan,
 )
 from hybridvideo.errors import (
     BackendUnavailable,
@@ -46,15 +47,6 @@ from hybridvideo.errors import (
 from tests.services import free_port
 
 S = StreamStatus
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database: never migrated, private to this test."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'catalog.db'}"
-        return
-    yield request.getfixturevalue("postgres_db")
 
 
 @pytest.fixture
@@ -441,3 +433,82 @@ def test_the_status_check_constraint_admits_exactly_the_domain_states(
             )
     finally:
         engine.dispose()
+
+
+# -- scans (the migration's and reconcile's walk over the whole catalog) ----------------
+
+
+def test_scan_walks_every_match_oldest_first_in_keyset_pages(catalog: SqlCatalog) -> None:
+    added = [
+        catalog.add_video(new_video(n, collection="work" if n % 2 else "inbound")) for n in range(7)
+    ]
+    catalog.set_stream_status(added[3].id, S.PROCESSING, stream_uid="a" * 32)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = catalog.scan_videos(VideoScan(), after=cursor, limit=3)
+        if not page:
+            break
+        seen += [v.id for v in page]
+        cursor = (page[-1].created_at, page[-1].id)
+    assert seen == [v.id for v in sorted(added, key=lambda v: (v.created_at, v.id))]
+
+    work = catalog.scan_videos(VideoScan(collection="work"), limit=100)
+    assert {v.id for v in work} == {added[n].id for n in (1, 3, 5)}
+    fresh = catalog.scan_videos(
+        VideoScan(statuses=frozenset({S.NOT_DELIVERED}), has_stream_uid=False), limit=100
+    )
+    assert added[3].id not in {v.id for v in fresh} and len(fresh) == 6
+    with_uid = catalog.scan_videos(VideoScan(has_stream_uid=True), limit=100)
+    assert [v.id for v in with_uid] == [added[3].id]
+    middle = catalog.scan_videos(
+        VideoScan(created_after=added[1].created_at, created_before=added[5].created_at),
+        limit=100,
+    )
+    assert [v.id for v in middle] == [added[n].id for n in (2, 3, 4)]
+    picked = catalog.scan_videos(VideoScan(video_ids=frozenset({added[6].id, "nope"})), limit=9)
+    assert [v.id for v in picked] == [added[6].id]
+
+
+def test_scan_by_key_prefix_treats_like_wildcards_literally(catalog: SqlCatalog) -> None:
+    a = catalog.add_video(new_video(1, key="courses/2023/a.mp4"))
+    catalog.add_video(new_video(2, key="courses/2024/b.mp4"))
+    odd = catalog.add_video(new_video(3, key="100%_off/c.mp4"))
+    catalog.add_video(new_video(4, key="100x_off/d.mp4"))
+    assert [v.id for v in catalog.scan_videos(VideoScan(key_prefix="courses/2023/"))] == [a.id]
+    assert [v.id for v in catalog.scan_videos(VideoScan(key_prefix="100%_"))] == [odd.id]
+
+
+def test_scan_rejects_bad_limits(catalog: SqlCatalog) -> None:
+    for limit in (0, 1001):
+        with pytest.raises(InvalidInput):
+            catalog.scan_videos(VideoScan(), limit=limit)
+
+
+def test_summarize_counts_minutes_and_unknown_durations(catalog: SqlCatalog) -> None:
+    assert catalog.summarize(VideoScan()) == ScanSummary(0, 0.0, 0, 0)
+    for n in range(3):
+        catalog.add_video(new_video(n))
+    unknown = new_video(9)
+    catalog.add_video(replace(unknown, media=replace(unknown.media, duration=None)))
+    summary = catalog.summarize(VideoScan())
+    assert summary.count == 4 and summary.unknown_duration == 1
+    assert summary.duration_seconds == pytest.approx(3 * 12.5)
+    assert summary.size_bytes == 1000 + 1001 + 1002 + 1009
+    assert catalog.summarize(VideoScan(collection="nope")).count == 0
+
+
+def test_update_media_records_what_changed_once(catalog: SqlCatalog) -> None:
+    video = catalog.add_video(new_video(1))
+    after = catalog.update_media(video.id, duration=30.25, width=640, height=None, size=None)
+    assert (after.spec.duration, after.spec.width, after.spec.height) == (30.25, 640, 1080)
+    again = catalog.update_media(video.id, duration=30.25, width=640)
+    assert again.updated_at == after.updated_at
+    media_events = [e for e in catalog.events(video.id) if e.kind == "media"]
+    assert [e.data for e in media_events] == [{"duration_seconds": 30.25, "width": 640}]
+    for bad in ({"duration": -1.0}, {"duration": float("nan")}, {"width": 0}, {"size": -5}):
+        with pytest.raises(InvalidInput):
+            catalog.update_media(video.id, **bad)  # type: ignore[arg-type]
+    assert catalog.get_video(video.id).spec == after.spec
+    with pytest.raises(NotFound):
+        catalog.update_media("0" * 36, duration=1.0)

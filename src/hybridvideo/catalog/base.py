@@ -14,9 +14,12 @@ from typing import Any, Protocol, runtime_checkable
 
 from hybridvideo.domain.video import (
     NewVideo,
+    ScanCursor,
+    ScanSummary,
     StreamStatus,
     VideoChanges,
     VideoFilter,
+    VideoScan,
     VideoState,
 )
 
@@ -62,6 +65,32 @@ class Catalog(Protocol):
 
     def list_videos(self, flt: VideoFilter) -> VideoPage:
         """Newest first; ``query`` matches the title case-insensitively."""
+
+    def scan_videos(
+        self, scan: VideoScan, *, after: ScanCursor | None = None, limit: int = 500
+    ) -> list[VideoState]:
+        """Up to ``limit`` videos matching ``scan`` after ``after``, oldest first.
+
+        Keyset paging on ``(created_at, id)``: pass the last video's pair to get the next
+        page. ``InvalidInput`` for a limit outside 1-1000.
+        """
+
+    def summarize(self, scan: VideoScan) -> ScanSummary:
+        """Count, summed duration and size of the videos ``scan`` matches."""
+
+    def update_media(
+        self,
+        video_id: str,
+        *,
+        duration: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        size: int | None = None,
+    ) -> VideoState:
+        """Record what the Stream service measured; ``None`` leaves a field as it is.
+
+        ``InvalidInput`` for negative or absurd values, ``NotFound`` if absent.
+        """
 
     def update_video(self, video_id: str, changes: VideoChanges) -> VideoState:
         """Apply a partial edit; ``NotFound`` if absent."""

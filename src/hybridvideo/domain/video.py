@@ -120,6 +120,45 @@ class VideoFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class VideoScan:
+    """Filters for walking the whole catalog in a stable order (the migration, reconcile).
+
+    Unlike :class:`VideoFilter` (one page of a listing for people) a scan is read in
+    keyset pages, oldest first, so rows added or changed while it runs never make it skip
+    or repeat one. ``None`` means "any"; every filter given must match.
+    """
+
+    collection: str | None = None
+    #: Archive keys starting with this (``courses/2023/``).
+    key_prefix: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    statuses: frozenset[StreamStatus] | None = None
+    #: True: only videos with a stream uid; False: only videos without one.
+    has_stream_uid: bool | None = None
+    video_ids: frozenset[str] | None = None
+    #: ``(run_id, outcome)``: only videos that had this outcome in that migration run
+    #: (the admin page's "retry the failed ones").
+    in_run: tuple[str, str] | None = None
+
+
+#: Where a scan stopped: the last video's ``(created_at, id)``.
+ScanCursor = tuple[datetime, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanSummary:
+    """What a scan would cover, counted by the database (a dry run of 100,000 videos)."""
+
+    count: int
+    #: Summed over the videos whose duration is known.
+    duration_seconds: float
+    #: Videos with no known duration (not probed, or not a playable master).
+    unknown_duration: int
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class VideoChanges:
     """A partial edit; ``None`` leaves a field as it is."""
 

@@ -114,6 +114,42 @@ class RateLimiter:
             # slot, or a 429 may have paused everyone meanwhile).
             self._sleep(wait)
 
+    def try_acquire(self) -> float:
+        """Take one slot now if the window has one, never waiting (a server's check).
+
+        Returns 0.0 when the request is let through (and recorded, as :meth:`acquire`
+        would), else the seconds until a slot frees (or the pause ends), recording
+        nothing: a refused request does not count against the window, so a client that
+        waits that long is let through. Shares the window with :meth:`acquire`.
+        """
+        with self._lock:
+            now = self._clock()
+            if now < self._paused_until:
+                return max(self._paused_until - now, _MIN_WAIT)
+            self._expire(now)
+            if len(self._sent) < self.limit:
+                self._sent.append(now)
+                self._requests += 1
+                return 0.0
+            return max(self._sent[0] + self.per - now, _MIN_WAIT)
+
+    def usage(self) -> tuple[int, float]:
+        """``(requests in the current window, seconds until the oldest of them leaves
+        it)``; ``(0, 0.0)`` for an empty window. For rate-limit headers: the remaining
+        quota is ``limit - used``, and one more slot frees after the second value."""
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            if not self._sent:
+                return 0, 0.0
+            return len(self._sent), max(self._sent[0] + self.per - now, 0.0)
+
+    def _expire(self, now: float) -> None:
+        """Forget requests that left the window (caller holds the lock). Consistent with
+        :meth:`acquire`, which lets a request through once the oldest is ``per`` old."""
+        while self._sent and now >= self._sent[0] + self.per:
+            self._sent.popleft()
+
     def pause_until(self, deadline: float) -> None:
         """Let nothing out before clock value ``deadline`` (a later pause wins)."""
         with self._lock:

@@ -7,9 +7,11 @@ Only the composition root imports this package; everything else sees the
 from hybridvideo.catalog.sql.engine import create_catalog_engine, normalize_database_url
 from hybridvideo.catalog.sql.migrate import current_revision, head_revision, is_up_to_date, upgrade
 from hybridvideo.catalog.sql.repository import SqlCatalog
+from hybridvideo.catalog.sql.runs import SqlRunJournal
 
 __all__ = [
     "SqlCatalog",
+    "SqlRunJournal",
     "create_catalog_engine",
     "current_revision",
     "head_revision",

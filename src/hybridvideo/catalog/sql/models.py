@@ -23,6 +23,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -95,6 +96,8 @@ class Timestamps:
 
 class Video(Timestamps, Base):
     __tablename__ = "videos"
+    #: Keyset scans (the migration, reconcile) walk videos oldest first.
+    __table_args__ = (Index("ix_videos_created_at_id", "created_at", "id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     title: Mapped[str] = mapped_column(String(300))
@@ -223,3 +226,43 @@ class VideoEventRow(Base):
             data=dict(self.data),
             created_at=self.created_at,
         )
+
+
+class MigrationRunRow(Base):
+    """One migration run (:class:`hybridvideo.migrate.journal.MigrationRun`)."""
+
+    __tablename__ = "migration_runs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    filters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    total: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    parent_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class MigrationItemRow(Base):
+    """One video's outcome in a run; ``id`` keeps the order items were first recorded."""
+
+    __tablename__ = "migration_items"
+    __table_args__ = (
+        UniqueConstraint("run_id", "video_id"),
+        Index("ix_migration_items_run_id_outcome", "run_id", "outcome"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    run_id: Mapped[str] = mapped_column(ForeignKey("migration_runs.id", ondelete="CASCADE"))
+    video_id: Mapped[str] = mapped_column(String(36))
+    outcome: Mapped[str] = mapped_column(String(16))
+    stream_uid: Mapped[str | None] = mapped_column(String(64))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    requests: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Select, func, select, text
+from sqlalchemy import ColumnElement, Engine, Select, and_, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, sessionmaker
 
@@ -26,13 +26,23 @@ from hybridvideo.catalog.sql.engine import (
     translate_errors,
 )
 from hybridvideo.catalog.sql.migrate import head_revision, revision_of
-from hybridvideo.catalog.sql.models import Video, VideoEventRow, VideoSpec, new_id, utcnow
+from hybridvideo.catalog.sql.models import (
+    MigrationItemRow,
+    Video,
+    VideoEventRow,
+    VideoSpec,
+    new_id,
+    utcnow,
+)
 from hybridvideo.domain.keys import validate_key
 from hybridvideo.domain.video import (
     NewVideo,
+    ScanCursor,
+    ScanSummary,
     StreamStatus,
     VideoChanges,
     VideoFilter,
+    VideoScan,
     VideoState,
     check_transition,
     validate_collection,
@@ -43,6 +53,12 @@ from hybridvideo.domain.video import (
 from hybridvideo.errors import BackendUnavailable, Conflict, InvalidInput, NotFound
 
 MAX_PAGE = 200
+MAX_SCAN_PAGE = 1000
+MAX_SCAN_IDS = 10_000
+#: Bounds on what Stream may report about a video: 100 hours, 16K, 1 TB.
+MAX_DURATION = 360_000.0
+MAX_DIMENSION = 16_384
+MAX_SIZE = 10**12
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -56,8 +72,53 @@ def _check_length(name: str, value: str | None, maximum: int, *, required: bool 
         raise InvalidInput(f"{name} must be {int(required)}-{maximum} characters")
 
 
+def _check_media(
+    duration: float | None, width: int | None, height: int | None, size: int | None
+) -> None:
+    if duration is not None and not 0 < duration <= MAX_DURATION:
+        raise InvalidInput(f"duration must be between 0 and {MAX_DURATION:.0f} seconds")
+    for name, value in (("width", width), ("height", height)):
+        if value is not None and not 0 < value <= MAX_DIMENSION:
+            raise InvalidInput(f"{name} must be between 1 and {MAX_DIMENSION}")
+    if size is not None and not 0 < size <= MAX_SIZE:
+        raise InvalidInput(f"size must be between 1 and {MAX_SIZE} bytes")
+
+
 def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _scan_conditions(scan: VideoScan) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if scan.collection is not None:
+        conditions.append(Video.collection == scan.collection)
+    if scan.key_prefix:
+        pattern = f"{_escape_like(scan.key_prefix)}%"
+        conditions.append(VideoSpec.archive_key.like(pattern, escape="\\"))
+    if scan.created_after is not None:
+        conditions.append(Video.created_at > scan.created_after)
+    if scan.created_before is not None:
+        conditions.append(Video.created_at < scan.created_before)
+    if scan.statuses is not None:
+        values = sorted(StreamStatus(s).value for s in scan.statuses)
+        conditions.append(VideoSpec.stream_status.in_(values))
+    if scan.has_stream_uid is not None:
+        has = VideoSpec.stream_uid.is_not(None)
+        conditions.append(has if scan.has_stream_uid else VideoSpec.stream_uid.is_(None))
+    if scan.video_ids is not None:
+        if len(scan.video_ids) > MAX_SCAN_IDS:
+            raise InvalidInput(f"at most {MAX_SCAN_IDS} video ids per scan")
+        conditions.append(Video.id.in_(sorted(scan.video_ids)))
+    if scan.in_run is not None:
+        run_id, outcome = scan.in_run
+        conditions.append(
+            Video.id.in_(
+                select(MigrationItemRow.video_id).where(
+                    MigrationItemRow.run_id == run_id, MigrationItemRow.outcome == outcome
+                )
+            )
+        )
+    return conditions
 
 
 def _videos() -> Select[Video]:
@@ -129,6 +190,44 @@ class SqlCatalog:
                 .offset(flt.offset)
             )
             return VideoPage(items=[v.to_state() for v in rows], total=int(total or 0))
+
+    def scan_videos(
+        self, scan: VideoScan, *, after: ScanCursor | None = None, limit: int = 500
+    ) -> list[VideoState]:
+        if not 1 <= limit <= MAX_SCAN_PAGE:
+            raise InvalidInput(f"limit must be between 1 and {MAX_SCAN_PAGE}")
+        conditions = _scan_conditions(scan)
+        if after is not None:
+            at, last_id = after
+            conditions.append(
+                or_(Video.created_at > at, and_(Video.created_at == at, Video.id > last_id))
+            )
+        with self._tx() as session:
+            rows = session.scalars(
+                _videos().where(*conditions).order_by(Video.created_at, Video.id).limit(limit)
+            )
+            return [v.to_state() for v in rows]
+
+    def summarize(self, scan: VideoScan) -> ScanSummary:
+        query = (
+            select(
+                func.count(),
+                func.coalesce(func.sum(VideoSpec.duration_seconds), 0.0),
+                func.count(VideoSpec.duration_seconds),
+                func.coalesce(func.sum(VideoSpec.size_bytes), 0),
+            )
+            .select_from(Video)
+            .join(Video.spec)
+            .where(*_scan_conditions(scan))
+        )
+        with self._tx() as session:
+            count, duration, known, size = session.execute(query).one()
+        return ScanSummary(
+            count=int(count),
+            duration_seconds=float(duration or 0.0),
+            unknown_duration=int(count) - int(known),
+            size_bytes=int(size or 0),
+        )
 
     def events(self, video_id: str) -> list[VideoEvent]:
         with self._tx() as session:
@@ -277,6 +376,35 @@ class SqlCatalog:
             raise Conflict(
                 "stream uid already belongs to another video", detail=driver_text(exc)
             ) from exc
+
+    def update_media(
+        self,
+        video_id: str,
+        *,
+        duration: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        size: int | None = None,
+    ) -> VideoState:
+        _check_media(duration, width, height, size)
+        with self._tx(write=True) as session:
+            video = self._load(session, video_id, lock=True)
+            spec = video.spec
+            wanted = {
+                "duration_seconds": duration,
+                "width": width,
+                "height": height,
+                "size_bytes": size,
+            }
+            changed = {k: v for k, v in wanted.items() if v is not None and getattr(spec, k) != v}
+            if not changed:
+                return video.to_state()
+            for name, value in changed.items():
+                setattr(spec, name, value)
+            spec.updated_at = video.updated_at = utcnow()
+            self._record(session, video_id, "media", changed)
+            session.flush()
+            return video.to_state()
 
     # -- helpers -------------------------------------------------------------------------
 
