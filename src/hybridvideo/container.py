@@ -28,6 +28,7 @@ from hybridvideo.ingest.tus.handler import TusMetrics
 from hybridvideo.ingest.tus.protocol import Capabilities as TusCapabilities
 from hybridvideo.ingest.tus.store import UploadStore
 from hybridvideo.queue.base import TaskQueue
+from hybridvideo.migrate.journal import RunJournal
 from hybridvideo.stream.base import StreamProvider
 from hybridvideo.videos.service import VideoService
 
@@ -51,6 +52,10 @@ class Container:
     upload_locker: UploadLocker
     tus_capabilities: TusCapabilities
     tus_metrics: TusMetrics
+    #: The Stream client every service shares (rate limited, see :func:`build_stream`).
+    stream: StreamProvider
+    #: The migration run journal (``hybridvideo migrate``), in the catalog's database.
+    runs: RunJournal
     #: True when this start generated the admin token (the CLI prints it once).
     admin_token_generated: bool = False
     #: The built-in Stream engine, when this process runs it (``settings.runs_engine``).
@@ -221,9 +226,19 @@ def build_catalog(
     settings: Settings, *, migrate: bool = False
 ) -> tuple[Catalog, Callable[[], None]]:
     """The SQL catalog and the function that releases its connections."""
+    catalog, _, close = build_catalog_and_journal(settings, migrate=migrate)
+    return catalog, close
+
+
+def build_catalog_and_journal(
+    settings: Settings, *, migrate: bool = False
+) -> tuple[Catalog, RunJournal, Callable[[], None]]:
+    """The SQL catalog, the migration run journal in the same database, and the function
+    that releases their connections (one engine, one pool)."""
     from hybridvideo.catalog.sql import migrate as sql_migrate
     from hybridvideo.catalog.sql.engine import create_catalog_engine
     from hybridvideo.catalog.sql.repository import SqlCatalog
+    from hybridvideo.catalog.sql.runs import SqlRunJournal
 
     url = settings.resolved_database_url
     if settings.database_is_sqlite and settings.database_url is None:
@@ -231,7 +246,7 @@ def build_catalog(
     if migrate:
         sql_migrate.upgrade(url)
     engine = create_catalog_engine(url)
-    return SqlCatalog(engine), engine.dispose
+    return SqlCatalog(engine), SqlRunJournal(engine), engine.dispose
 
 
 def migrate_catalog(settings: Settings) -> str | None:
@@ -391,7 +406,7 @@ def build_container(
     assert secret is not None
 
     should_migrate = settings.runs_auto_migrate if migrate is None else migrate
-    catalog, close_catalog = build_catalog(settings, migrate=should_migrate)
+    catalog, runs, close_catalog = build_catalog_and_journal(settings, migrate=should_migrate)
     closers = [close_catalog]
     engine: EngineRuntime | None = None
     if settings.runs_engine:
@@ -425,6 +440,8 @@ def build_container(
         upload_locker=ingest.locker,
         tus_capabilities=ingest.capabilities,
         tus_metrics=ingest.metrics,
+        stream=stream,
+        runs=runs,
         admin_token_generated=generated,
         engine=engine,
         _closers=[*closers, queue.close],
