@@ -130,6 +130,15 @@ class Settings(BaseSettings):
     stream_rate_window: float = Field(
         300.0, gt=0, le=86_400, description="Seconds of the Stream API's sliding rate window."
     )
+    stream_source_url_ttl: int = Field(
+        86_400,
+        ge=900,
+        le=604_800,
+        description="Seconds a master's presigned URL given to Stream stays valid (R2: 7 days max).",
+    )
+    stream_require_signed_urls: bool = Field(
+        True, description="Copies play only with a signed token (Stream's requireSignedURLs)."
+    )
     # Ingest (tus at /files/, direct and legacy uploads)
     upload_max_size: int = Field(
         64 * 1024**3, ge=1, le=2**53, description="Largest upload in bytes (Tus-Max-Size)."

@@ -30,6 +30,7 @@ from hybridvideo.ingest.tus.store import UploadStore
 from hybridvideo.queue.base import TaskQueue
 from hybridvideo.migrate.journal import RunJournal
 from hybridvideo.stream.base import StreamProvider
+from hybridvideo.stream.ratelimit import RateLimitedStream, RateLimiter, RetryPolicy
 from hybridvideo.videos.service import VideoService
 
 log = logging.getLogger("hybridvideo")
@@ -180,6 +181,15 @@ def build_stream(
     )
 
 
+def rate_limited(stream: StreamProvider, settings: Settings) -> RateLimitedStream:
+    """Every Stream call of this process under one limiter (Cloudflare's 1,200 requests
+    per 5 minutes by default) with jittered retries. The SDK's own retries are off
+    (``max_retries=0`` in :func:`build_stream`): requests it retried internally would be
+    invisible to the limiter, and it would retry a copy that may have landed."""
+    limiter = RateLimiter(settings.stream_rate_limit, settings.stream_rate_window)
+    return RateLimitedStream(stream, limiter, RetryPolicy(attempts=5, base=1.0, cap=60.0))
+
+
 def build_archive(settings: Settings, secret: bytes, *, create: bool = True) -> ArchiveStore:
     """The configured store. A local folder is created only when it is the default one
     inside the data dir: an explicit ``HYBRIDVIDEO_ARCHIVE_DIR`` that is missing is most
@@ -269,8 +279,10 @@ def build_engine(
     """The built-in Stream engine's parts, over its own (separately versioned) tables."""
     from hybridvideo.catalog.sql.engine import create_catalog_engine
     from hybridvideo.engine import migrate as engine_migrate
+    from hybridvideo.engine.faults import parse_faults
     from hybridvideo.engine.store import EngineStore
 
+    faults = parse_faults(settings.engine_faults)  # a bad spec stops the start, not a request
     url = settings.resolved_engine_database_url
     if migrate:
         engine_migrate.upgrade(url)
@@ -289,6 +301,10 @@ def build_engine(
         country_header=settings.engine_country_header,
         preset=settings.engine_preset,
         early_first_rung=settings.engine_early_first_rung,
+        api_rate_limit=settings.engine_api_rate_limit,
+        api_rate_window=settings.engine_api_rate_window,
+        faults=faults,
+        accept_only=settings.engine_accept_only,
     )
     return runtime, sql.dispose
 
@@ -418,14 +434,20 @@ def build_container(
     except ValueError as exc:
         raise ConfigurationError(f"invalid configuration: {exc}") from None
     videos = VideoService(catalog=catalog, archive=archive, prober=probe)
-    stream = build_stream(settings)
-    close_stream = getattr(stream, "close", None)
+    raw_stream = build_stream(settings, max_retries=0)
+    close_stream = getattr(raw_stream, "close", None)
     if callable(close_stream):
         closers.append(close_stream)
+    stream = rate_limited(raw_stream, settings)
     ingest = build_ingest(settings, archive=archive, catalog=catalog, queue=queue, secret=secret)
     closers.append(ingest.locker.close)
     delivery = DeliveryService(
-        catalog=catalog, archive=archive, stream=stream, locker=ingest.locker
+        catalog=catalog,
+        archive=archive,
+        stream=stream,
+        locker=ingest.locker,
+        source_url_seconds=settings.stream_source_url_ttl,
+        require_signed_urls=settings.stream_require_signed_urls,
     )
     container = Container(
         settings=settings,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -36,16 +36,24 @@ from typing import Protocol
 from hybridvideo.archive.base import ArchiveStore
 from hybridvideo.catalog.base import Catalog
 from hybridvideo.domain.video import StreamStatus, VideoFilter, VideoState, can_transition
-from hybridvideo.errors import BackendUnavailable, HybridVideoError, InvalidTransition, NotFound
+from hybridvideo.errors import (
+    BackendUnavailable,
+    HybridVideoError,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+)
 from hybridvideo.stream.base import RateLimited, StreamProvider, StreamVideo
 
 log = logging.getLogger("hybridvideo.delivery")
 
-#: The ``meta`` key that ties a Stream video to its catalog video (``name`` is the title).
+#: The ``meta`` keys that tie a Stream video to its catalog video and master (``name`` is
+#: the title): how a copy whose answer was lost is found again instead of made twice.
 VIDEO_ID_META = "hybridvideo_video_id"
-#: The master's presigned URL lives this long: Stream starts fetching within minutes, but a
-#: busy account queues copies (120 in flight at most) and a large master takes a while.
-SOURCE_URL_SECONDS = 6 * 3600
+ARCHIVE_KEY_META = "hybridvideo_archive_key"
+#: The master's presigned URL lives this long: Stream fetches when the copy leaves its
+#: queue (120 in flight per account at most), which in a large migration takes hours.
+SOURCE_URL_SECONDS = 24 * 3600
 #: Videos PROCESSING for longer than this are asked about (webhooks are best effort).
 POLL_AFTER = timedelta(minutes=1)
 #: Copies created up to this long before an unanswered request still count as its result
@@ -65,6 +73,20 @@ READY = "delivery_ready"
 FAILED = "delivery_error"
 
 _STREAM_ERROR_FALLBACK = "Stream could not process the video"
+
+
+def copy_meta(video: VideoState) -> dict[str, str]:
+    """What every copy of ``video`` carries in Stream's ``meta``."""
+    return {
+        "name": video.title,
+        VIDEO_ID_META: video.id,
+        ARCHIVE_KEY_META: video.spec.archive_key,
+    }
+
+
+def _positive(value: float | None) -> float | None:
+    """Cloudflare reports -1 for "not known yet"; only real measurements are kept."""
+    return value if value is not None and value > 0 else None
 
 
 def is_delivered(video: VideoState) -> bool:
@@ -120,10 +142,13 @@ class DeliveryService:
         archive: ArchiveStore,
         stream: StreamProvider,
         source_url_seconds: int = SOURCE_URL_SECONDS,
+        require_signed_urls: bool = True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         locker: DeliveryLocker | None = None,
     ) -> None:
         self._catalog = catalog
+        #: Copies play only with a signed token unless the operator says otherwise.
+        self._require_signed_urls = require_signed_urls
         #: One sender per video (in-process, or Redis across nodes): two deliver() calls
         #: racing — a job and the admin endpoint, two workers — must not make two copies.
         self._locker = locker
@@ -138,8 +163,19 @@ class DeliveryService:
 
     # -- sending -----------------------------------------------------------------------
 
-    def deliver(self, video_id: str) -> VideoState:
+    def deliver(
+        self,
+        video_id: str,
+        *,
+        found: Sequence[StreamVideo] = (),
+        listed_at: datetime | None = None,
+    ) -> VideoState:
         """Send ``video_id``'s master to Stream unless a copy exists or is on its way.
+
+        ``found`` are Stream videos the caller already knows carry this video's ``meta``
+        (the migration lists the account once instead of searching per video); a usable
+        one is adopted instead of copying. ``listed_at`` is when that listing started:
+        a copy requested well before it would be in ``found``, so no search is needed.
 
         Returns the video as recorded afterwards: PROCESSING with the stream uid (READY or
         ERROR already when the service was that fast), or ERROR when the copy was refused.
@@ -147,16 +183,18 @@ class DeliveryService:
         and ``NotFound`` for an unknown video.
         """
         if self._locker is None:
-            return self._deliver(video_id)
+            return self._deliver(video_id, found, listed_at)
         handle = self._locker.acquire(f"delivery:{video_id}", wait=DELIVERY_LOCK_WAIT)
         if handle is None:
             raise BackendUnavailable("the video is being delivered by another worker")
         try:
-            return self._deliver(video_id)
+            return self._deliver(video_id, found, listed_at)
         finally:
             handle.release()
 
-    def _deliver(self, video_id: str) -> VideoState:
+    def _deliver(
+        self, video_id: str, found: Sequence[StreamVideo], listed_at: datetime | None
+    ) -> VideoState:
         video = self._catalog.get_video(video_id)
         if is_delivered(video):
             return video
@@ -169,7 +207,7 @@ class DeliveryService:
                 code="MASTER_MISSING",
                 source="archive",
             )
-        made = self._adopt_orphan(video)
+        made = self._adopt_orphan(video, found, listed_at)
         adopted = made is not None
         if made is None:
             made = self._copy(video)
@@ -194,7 +232,7 @@ class DeliveryService:
         self._catalog.record_event(video.id, REQUESTED, {"archive_key": video.spec.archive_key})
         try:
             return self._stream.copy_from_url(
-                url, meta={"name": video.title, VIDEO_ID_META: video.id}
+                url, meta=copy_meta(video), require_signed_urls=self._require_signed_urls
             )
         except RateLimited as exc:
             # A 429 makes nothing, so the next attempt need not look for an orphan.
@@ -210,17 +248,19 @@ class DeliveryService:
             self.fail(video.id, exc.message, code=exc.code, source="send")
             return None
 
-    def _adopt_orphan(self, video: VideoState) -> StreamVideo | None:
-        """The copy an earlier, unanswered request made, if Stream has one."""
+    def _adopt_orphan(
+        self, video: VideoState, given: Sequence[StreamVideo], listed_at: datetime | None
+    ) -> StreamVideo | None:
+        """A copy Stream already has for this video: one the caller found by ``meta``, or
+        the one an earlier, unanswered request made. Never a uid the video had before (a
+        copy that failed or was replaced). A copy Stream gave up on is adopted only when
+        nothing better exists, so its error (``ERR_NON_VIDEO`` ...) is recorded instead of
+        a second copy failing the same way."""
         since, known = self._unanswered_request(video.id)
-        if since is None:
-            return None
-        found: list[StreamVideo] = []
-        for scanned, candidate in enumerate(self._stream.list(after=since - ADOPT_WINDOW)):
-            if scanned >= MAX_SCAN:
-                break
-            if candidate.meta.get(VIDEO_ID_META) == video.id and candidate.uid not in known:
-                found.append(candidate)
+        found = [c for c in given if c.uid not in known]
+        if not found and since is not None:
+            if listed_at is None or since >= listed_at - ADOPT_WINDOW:
+                found = self._search(video.id, since - ADOPT_WINDOW, known)
         if not found:
             return None
         oldest = datetime.min.replace(tzinfo=UTC)
@@ -234,6 +274,15 @@ class DeliveryService:
             },
         )
         return best
+
+    def _search(self, video_id: str, after: datetime, known: set[str]) -> list[StreamVideo]:
+        found: list[StreamVideo] = []
+        for scanned, candidate in enumerate(self._stream.list(after=after)):
+            if scanned >= MAX_SCAN:
+                break
+            if candidate.meta.get(VIDEO_ID_META) == video_id and candidate.uid not in known:
+                found.append(candidate)
+        return found
 
     def _unanswered_request(self, video_id: str) -> tuple[datetime | None, set[str]]:
         """When the latest copy request was made, if no answer to it was recorded; and
@@ -324,6 +373,7 @@ class DeliveryService:
         except InvalidTransition:  # moved by someone else since we read it
             return self._catalog.get_video(video.id)
         if target == StreamStatus.READY:
+            state = self._record_media(state, update)
             data: dict[str, object] = {
                 "stream_uid": update.uid,
                 "source": source,
@@ -345,6 +395,23 @@ class DeliveryService:
             extra={"video_id": video.id, "stream_uid": update.uid, "status": target.value},
         )
         return state
+
+    def _record_media(self, video: VideoState, update: StreamVideo) -> VideoState:
+        """Copy what Stream measured (duration, size, dimensions) into the catalog."""
+        try:
+            return self._catalog.update_media(
+                video.id,
+                duration=_positive(update.duration),
+                width=int(w) if (w := _positive(update.width)) else None,
+                height=int(h) if (h := _positive(update.height)) else None,
+                size=int(z) if (z := _positive(update.size)) else None,
+            )
+        except InvalidInput as exc:  # absurd numbers: keep the probe's, note the report
+            log.warning(
+                "Stream reported media values the catalog refuses",
+                extra={"video_id": video.id, "stream_uid": update.uid, "error": exc.message},
+            )
+            return video
 
     def poll_processing(self, limit: int = 50, *, older_than: timedelta = POLL_AFTER) -> PollReport:
         """Ask Stream about up to ``limit`` videos PROCESSING for longer than ``older_than``.

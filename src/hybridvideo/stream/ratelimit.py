@@ -243,8 +243,9 @@ class RateLimitedStream:
     A 429 pauses *all* threads for its ``Retry-After`` (or the backoff when none came);
     a 5xx or timeout delays only the thread that saw it. After ``policy.attempts`` the
     last error is raised as it came, so callers (the delivery job) still see its
-    ``retry_after``. Retrying a timed-out ``copy_from_url`` can create a second copy at
-    the service when the first POST did land; callers dedupe by ``meta``.
+    ``retry_after``. ``copy_from_url`` is retried only after a 429: retrying a timed-out
+    copy could create a second one when the first POST did land, so that failure goes
+    back to the caller, which looks for the copy by ``meta`` before asking again.
     """
 
     def __init__(
@@ -298,7 +299,10 @@ class RateLimitedStream:
             count.requests += 1
             count.retries += retry
 
-    def _call(self, fn: Callable[[], T]) -> T:
+    def _call(self, fn: Callable[[], T], *, creates: bool = False) -> T:
+        """``creates``: the call makes something at the service (a copy), so only a 429 —
+        which makes nothing — is retried here; after a 5xx, timeout or dropped connection
+        the request may have landed, and the caller must look before trying again."""
         attempt = 1
         while True:
             self._limiter.acquire()
@@ -306,7 +310,12 @@ class RateLimitedStream:
             try:
                 return fn()
             except Exception as exc:
-                if self._policy.classify(exc) == "permanent" or attempt >= self._policy.attempts:
+                unsafe = creates and not isinstance(exc, RateLimited)
+                if (
+                    unsafe
+                    or self._policy.classify(exc) == "permanent"
+                    or attempt >= self._policy.attempts
+                ):
                     raise
                 retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
                 wait = self._policy.delay(attempt, retry_after)
@@ -339,7 +348,8 @@ class RateLimitedStream:
                 allowed_origins=allowed_origins,
                 thumbnail_timestamp_pct=thumbnail_timestamp_pct,
                 creator=creator,
-            )
+            ),
+            creates=True,
         )
 
     def get(self, uid: str) -> StreamVideo:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 
 from hybridvideo.catalog.sql import SqlCatalog
 from hybridvideo.delivery.service import (
+    ARCHIVE_KEY_META,
     DEFERRED,
     FAILED,
     READY,
@@ -24,6 +25,7 @@ from hybridvideo.delivery.service import (
     SENT,
     VIDEO_ID_META,
     DeliveryService,
+    copy_meta,
 )
 from hybridvideo.domain.video import StreamStatus, VideoState
 from hybridvideo.errors import BackendUnavailable
@@ -385,3 +387,98 @@ def test_concurrent_deliveries_of_one_video_make_one_copy(
             t.join(30)
         assert len(set(results)) == 1 and results[0] is not None, results
         assert len(world.copies) == 1
+
+
+# -- what the migration relies on -------------------------------------------------------
+
+
+def test_copies_carry_the_catalog_id_and_archive_key_and_require_signed_urls(
+    world: World, video: VideoState, sample_video: Path
+) -> None:
+    uid = world.service.deliver(video.id).spec.stream_uid or ""
+    made = world.stream.get(uid)
+    assert made.meta[VIDEO_ID_META] == video.id
+    assert made.meta[ARCHIVE_KEY_META] == video.spec.archive_key
+    assert made.require_signed_urls is True
+    open_service = DeliveryService(
+        catalog=world.catalog, archive=world.archive, stream=world.stream, require_signed_urls=False
+    )
+    other = world.add(make_copy_of(sample_video, world), title="Open")
+    assert (
+        world.stream.get(open_service.deliver(other.id).spec.stream_uid or "").require_signed_urls
+        is False
+    )
+
+
+def make_copy_of(sample: Path, world: World) -> Path:
+    """A second master with different bytes (the catalog refuses the same sha twice)."""
+    path = sample.parent / f"other-{len(world.copies)}.mp4"
+    path.write_bytes(sample.read_bytes() + b"\0")
+    return path
+
+
+def test_a_copy_the_caller_found_by_meta_is_adopted_without_copying(
+    world: World, video: VideoState
+) -> None:
+    # A copy left in Stream by a run whose catalog writes were lost (a restored backup).
+    made = world.stream.copy_from_url("http://elsewhere.test/v.mp4", meta=copy_meta(video))
+    world.requests.clear()
+    state = world.service.deliver(video.id, found=[made], listed_at=datetime.now(UTC))
+    assert state.spec.stream_uid == made.uid and state.spec.stream_status is S.PROCESSING
+    assert len(world.copies) == 1  # only the one made above
+    assert not any(r.endswith("/copy") for r in world.requests)
+    sent = next(e for e in world.catalog.events(video.id) if e.kind == SENT)
+    assert sent.data["adopted"] is True
+
+
+def test_a_listing_made_after_a_lost_request_saves_the_search(
+    world: World, video: VideoState
+) -> None:
+    flaky = CatalogFailingOnce(world.catalog_engine)
+    service = DeliveryService(catalog=flaky, archive=world.archive, stream=world.stream)
+    with pytest.raises(BackendUnavailable):
+        service.deliver(video.id)
+    orphan = world.stream.get(world.copies[0])
+    world.requests.clear()
+    later = datetime.now(UTC) + timedelta(hours=1)
+    state = service.deliver(video.id, found=[orphan], listed_at=later)
+    assert state.spec.stream_uid == orphan.uid and len(world.copies) == 1
+    assert world.requests == []  # neither a list nor a copy: the listing had it
+
+
+def test_a_recent_lost_request_is_searched_even_with_a_listing(
+    world: World, video: VideoState
+) -> None:
+    flaky = CatalogFailingOnce(world.catalog_engine)
+    service = DeliveryService(catalog=flaky, archive=world.archive, stream=world.stream)
+    listed = datetime.now(UTC)  # listed just before the request: it may have missed it
+    with pytest.raises(BackendUnavailable):
+        service.deliver(video.id)
+    state = service.deliver(video.id, found=[], listed_at=listed)
+    assert state.spec.stream_uid == world.copies[0] and len(world.copies) == 1
+
+
+def test_ready_copies_stream_measurements_into_the_catalog(world: World, video: VideoState) -> None:
+    uid = world.service.deliver(video.id).spec.stream_uid or ""
+    world.engine.set_processing_state(
+        uid, "ready", ready_to_stream=True, duration=42.5, width=1280, height=720, size=123456
+    )
+    done = world.service.apply_stream_update(world.stream.get(uid))
+    assert done is not None and done.spec.stream_status is S.READY
+    assert (done.spec.duration, done.spec.width, done.spec.height, done.spec.size) == (
+        42.5,
+        1280,
+        720,
+        123456,
+    )
+    assert world.catalog.get_video(video.id).spec == done.spec
+
+
+def test_unknown_measurements_keep_the_probed_ones(world: World, video: VideoState) -> None:
+    uid = world.service.deliver(video.id).spec.stream_uid or ""
+    world.engine.set_processing_state(uid, "ready", ready_to_stream=True)
+    update = world.stream.get(uid)
+    assert update.duration in (None, -1.0)
+    done = world.service.apply_stream_update(update)
+    assert done is not None and done.spec.duration == video.spec.duration
+    assert done.spec.width == video.spec.width and done.spec.size == video.spec.size

@@ -427,6 +427,20 @@ def test_permanent_errors_are_never_retried(error: HybridVideoError) -> None:
     assert len(inner.calls) == 1 and clock.slept == [] and rl.stats().penalties == 0
 
 
+def test_a_copy_is_retried_after_a_429_but_never_after_a_failure_that_may_have_landed() -> None:
+    clock = FakeClock(start=0.0)
+    inner = ScriptedStream([RateLimited("429", retry_after=2.0)])
+    stream, rl = wrap(inner, clock)
+    assert stream.copy_from_url("http://a/v.mp4").uid
+    assert len(inner.calls) == 2 and rl.stats().penalties == 1  # 429 made nothing: retried
+    for error in (BackendUnavailable("timed out"), BackendUnavailable("500")):
+        inner = ScriptedStream([error])
+        stream, _ = wrap(inner, clock)
+        with pytest.raises(BackendUnavailable) as info:
+            stream.copy_from_url("http://a/v.mp4")
+        assert info.value is error and len(inner.calls) == 1
+
+
 def test_every_call_waits_for_the_limiter() -> None:
     clock = FakeClock(start=0.0)
     stream, _ = wrap(ScriptedStream(), clock, limit=2)
@@ -462,7 +476,7 @@ def test_counting_gives_one_threads_requests() -> None:
 
     with stream.counting() as mine:
         inner.errors = [BackendUnavailable("503")]
-        stream.copy_from_url("http://a/v.mp4")
+        stream.get("first")
         stream.get("copied")
         th = threading.Thread(target=other)
         th.start()
