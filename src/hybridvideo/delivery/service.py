@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Literal, Protocol
 
 from hybridvideo.archive.base import ArchiveStore
 from hybridvideo.catalog.base import Catalog
@@ -106,6 +106,19 @@ def stream_error_text(update: StreamVideo) -> str:
     return message[:MAX_ERROR_LENGTH]
 
 
+#: What :meth:`DeliveryService.send` did: nothing (a copy exists or is on its way), adopted
+#: a copy Stream already had, made a new one, or recorded a refusal (ERROR).
+Action = Literal["already", "adopted", "copied", "refused"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    video: VideoState
+    action: Action
+    #: The error code of a refusal (``MASTER_MISSING``, ``STREAM_AUTH``, ...).
+    code: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class PollReport:
     """One polling round: videos asked about, and how many of them changed state."""
@@ -170,6 +183,16 @@ class DeliveryService:
         found: Sequence[StreamVideo] = (),
         listed_at: datetime | None = None,
     ) -> VideoState:
+        """:meth:`send`, for callers that only need the video afterwards."""
+        return self.send(video_id, found=found, listed_at=listed_at).video
+
+    def send(
+        self,
+        video_id: str,
+        *,
+        found: Sequence[StreamVideo] = (),
+        listed_at: datetime | None = None,
+    ) -> Sent:
         """Send ``video_id``'s master to Stream unless a copy exists or is on its way.
 
         ``found`` are Stream videos the caller already knows carry this video's ``meta``
@@ -177,10 +200,10 @@ class DeliveryService:
         one is adopted instead of copying. ``listed_at`` is when that listing started:
         a copy requested well before it would be in ``found``, so no search is needed.
 
-        Returns the video as recorded afterwards: PROCESSING with the stream uid (READY or
-        ERROR already when the service was that fast), or ERROR when the copy was refused.
-        Raises ``RateLimited``/``BackendUnavailable`` when trying again later may succeed,
-        and ``NotFound`` for an unknown video.
+        Returns the video as recorded afterwards (PROCESSING with the stream uid, READY or
+        ERROR already when the service was that fast, or ERROR when the copy was refused)
+        and what was done (:data:`Action`). Raises ``RateLimited``/``BackendUnavailable``
+        when trying again later may succeed, and ``NotFound`` for an unknown video.
         """
         if self._locker is None:
             return self._deliver(video_id, found, listed_at)
@@ -194,25 +217,26 @@ class DeliveryService:
 
     def _deliver(
         self, video_id: str, found: Sequence[StreamVideo], listed_at: datetime | None
-    ) -> VideoState:
+    ) -> Sent:
         video = self._catalog.get_video(video_id)
         if is_delivered(video):
-            return video
+            return Sent(video, "already")
         try:
             self._archive.head(video.spec.archive_key)
         except NotFound:
-            return self.fail(
+            failed = self.fail(
                 video_id,
                 "the master is missing from the archive",
                 code="MASTER_MISSING",
                 source="archive",
             )
+            return Sent(failed, "refused", code="MASTER_MISSING")
         made = self._adopt_orphan(video, found, listed_at)
         adopted = made is not None
         if made is None:
-            made = self._copy(video)
+            made, refusal = self._copy(video)
             if made is None:  # refused; the error is recorded
-                return self._catalog.get_video(video_id)
+                return Sent(self._catalog.get_video(video_id), "refused", code=refusal)
         state = self._catalog.set_stream_status(
             video_id, StreamStatus.PROCESSING, stream_uid=made.uid
         )
@@ -223,15 +247,16 @@ class DeliveryService:
             "video sent to delivery",
             extra={"video_id": video_id, "stream_uid": made.uid, "adopted": adopted},
         )
+        action: Action = "adopted" if adopted else "copied"
         if made.finished:  # a fast service, or an adopted copy that is done already
-            return self.apply_stream_update(made, source="send") or state
-        return state
+            state = self.apply_stream_update(made, source="send") or state
+        return Sent(state, action)
 
-    def _copy(self, video: VideoState) -> StreamVideo | None:
+    def _copy(self, video: VideoState) -> tuple[StreamVideo | None, str | None]:
         url = self._archive.presign_get(video.spec.archive_key, expires_in=self._source_url_seconds)
         self._catalog.record_event(video.id, REQUESTED, {"archive_key": video.spec.archive_key})
         try:
-            return self._stream.copy_from_url(
+            made = self._stream.copy_from_url(
                 url, meta=copy_meta(video), require_signed_urls=self._require_signed_urls
             )
         except RateLimited as exc:
@@ -246,7 +271,8 @@ class DeliveryService:
                 extra={"video_id": video.id, "code": exc.code, "detail": exc.detail},
             )
             self.fail(video.id, exc.message, code=exc.code, source="send")
-            return None
+            return None, exc.code
+        return made, None
 
     def _adopt_orphan(
         self, video: VideoState, given: Sequence[StreamVideo], listed_at: datetime | None

@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any, Literal, TypeVar
 
@@ -48,6 +48,8 @@ from hybridvideo.stream.base import (
 #: Cloudflare's global API limit: 1,200 requests per 5 minutes per user.
 CLOUDFLARE_LIMIT = 1200
 CLOUDFLARE_WINDOW = 300.0
+#: One step of a ``created`` cursor (Python datetimes count microseconds).
+_TICK = timedelta(microseconds=1)
 #: The smallest wait: a float deadline minus "now" can round to a step that does not move a
 #: clock forward, and a limiter must never spin on it.
 _MIN_WAIT = 1e-6
@@ -365,8 +367,15 @@ class RateLimitedStream:
         limit: int = 1000,
     ) -> Iterator[StreamVideo]:
         """Pages here, one limiter slot per page: the inner client is asked for exactly one
-        page at a time (``islice`` never pulls the item that would fetch the next page)."""
+        page at a time (``islice`` never pulls the item that would fetch the next page).
+
+        The cursor is ``created`` and ``after`` is exclusive, so videos sharing the last
+        item's timestamp would be skipped: the next page starts a microsecond earlier and
+        the ones already given are dropped. Only when more than a page shares one instant
+        does the cursor jump past it (the rest of that instant is then lost).
+        """
         cursor = after
+        given_at_boundary: set[str] = set()
 
         def page() -> list[StreamVideo]:
             inner = self._provider.list(
@@ -376,10 +385,17 @@ class RateLimitedStream:
 
         while True:
             items = self._call(page)
-            yield from items
-            if len(items) < limit or items[-1].created is None:
+            fresh = [v for v in items if v.uid not in given_at_boundary]
+            yield from fresh
+            last = items[-1].created if items else None
+            if len(items) < limit or last is None:
                 return
-            cursor = items[-1].created
+            at_last = {v.uid for v in items if v.created == last}
+            if not fresh:  # a whole page at one instant: step over it
+                cursor, given_at_boundary = last, set()
+                continue
+            given_at_boundary = at_last | (given_at_boundary if cursor == last - _TICK else set())
+            cursor = last - _TICK
 
     def edit(self, uid: str, **changes: Any) -> StreamVideo:
         return self._call(lambda: self._provider.edit(uid, **changes))

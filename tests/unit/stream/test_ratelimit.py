@@ -460,8 +460,29 @@ def test_list_takes_one_slot_per_page_and_retries_a_page() -> None:
     assert uids == ["v0", "v1", "v2", "v3", "v4"]
     # pages: (429, retry) 0-1, 2-3, 4 — never a request for the page after a full page
     # until it is needed, and never one per item.
-    assert inner.calls == ["list after=None", "list after=None", "list after=1", "list after=3"]
-    assert stream.requests == rl.stats().requests == 4
+    # Each page starts a microsecond before the last item seen (ties are not skipped), so
+    # pages overlap by one item.
+    assert inner.calls == [
+        "list after=None",
+        "list after=None",
+        "list after=0",
+        "list after=1",
+        "list after=2",
+        "list after=3",
+    ]
+    assert stream.requests == rl.stats().requests == 6
+
+
+def test_list_never_skips_videos_that_share_the_last_items_instant() -> None:
+    clock = FakeClock(start=0.0)
+    inner = ScriptedStream()
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    inner.videos = [video(f"v{i}", t0 + timedelta(seconds=i // 2)) for i in range(8)]
+    stream, _ = wrap(inner, clock)
+    assert [v.uid for v in stream.list(limit=3)] == [f"v{i}" for i in range(8)]
+    # More than a page at one instant: the cursor steps over it rather than spin.
+    inner.videos = [video(f"w{i}", t0) for i in range(5)] + [video("later", t0 + timedelta(1))]
+    assert [v.uid for v in stream.list(limit=2)] == ["w0", "w1", "later"]
 
 
 def test_counting_gives_one_threads_requests() -> None:
