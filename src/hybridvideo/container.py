@@ -29,6 +29,8 @@ from hybridvideo.ingest.tus.protocol import Capabilities as TusCapabilities
 from hybridvideo.ingest.tus.store import UploadStore
 from hybridvideo.queue.base import TaskQueue
 from hybridvideo.migrate.journal import RunJournal
+from hybridvideo.migrate.runner import MigrationRunner
+from hybridvideo.migrate.service import MigrationService
 from hybridvideo.stream.base import StreamProvider
 from hybridvideo.stream.ratelimit import RateLimitedStream, RateLimiter, RetryPolicy
 from hybridvideo.videos.service import VideoService
@@ -57,6 +59,8 @@ class Container:
     stream: StreamProvider
     #: The migration run journal (``hybridvideo migrate``), in the catalog's database.
     runs: RunJournal
+    #: Phase 1 runs: start, resume, retry the failed ones (see :mod:`hybridvideo.migrate`).
+    migrations: MigrationService
     #: True when this start generated the admin token (the CLI prints it once).
     admin_token_generated: bool = False
     #: The built-in Stream engine, when this process runs it (``settings.runs_engine``).
@@ -280,13 +284,15 @@ def build_engine(
     from hybridvideo.catalog.sql.engine import create_catalog_engine
     from hybridvideo.engine import migrate as engine_migrate
     from hybridvideo.engine.faults import parse_faults
-    from hybridvideo.engine.store import EngineStore
+    from hybridvideo.engine.store import EngineStore, relax_sqlite_durability
 
     faults = parse_faults(settings.engine_faults)  # a bad spec stops the start, not a request
     url = settings.resolved_engine_database_url
     if migrate:
         engine_migrate.upgrade(url)
     sql = create_catalog_engine(url)
+    if settings.engine_accept_only:  # a load-test target: cheap commits (see the function)
+        relax_sqlite_durability(sql)
     media = settings.resolved_engine_media_dir
     if settings.engine_media_dir is None:
         ensure_data_dir(settings)
@@ -464,6 +470,11 @@ def build_container(
         tus_metrics=ingest.metrics,
         stream=stream,
         runs=runs,
+        migrations=MigrationService(
+            catalog=catalog,
+            journal=runs,
+            runner=MigrationRunner(catalog=catalog, journal=runs, delivery=delivery, stream=stream),
+        ),
         admin_token_generated=generated,
         engine=engine,
         _closers=[*closers, queue.close],
