@@ -134,7 +134,7 @@ class Settings(BaseSettings):
         86_400,
         ge=900,
         le=604_800,
-        description="Seconds a master's presigned URL given to Stream stays valid (R2: 7 days max).",
+        description="Seconds a master's presigned URL for Stream stays valid (R2: 7 days max).",
     )
     stream_require_signed_urls: bool = Field(
         True, description="Copies play only with a signed token (Stream's requireSignedURLs)."

@@ -27,10 +27,10 @@ from hybridvideo.ingest.tokens import UploadTokens
 from hybridvideo.ingest.tus.handler import TusMetrics
 from hybridvideo.ingest.tus.protocol import Capabilities as TusCapabilities
 from hybridvideo.ingest.tus.store import UploadStore
-from hybridvideo.queue.base import TaskQueue
 from hybridvideo.migrate.journal import RunJournal
 from hybridvideo.migrate.runner import MigrationRunner
 from hybridvideo.migrate.service import MigrationService
+from hybridvideo.queue.base import TaskQueue
 from hybridvideo.stream.base import StreamProvider
 from hybridvideo.stream.ratelimit import RateLimitedStream, RateLimiter, RetryPolicy
 from hybridvideo.videos.service import VideoService

@@ -46,3 +46,5 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     logging.getLogger("uvicorn.access").setLevel("WARNING")
     # Alembic narrates every plugin and context at INFO; only its problems are news.
     logging.getLogger("alembic").setLevel("WARNING")
+    # One INFO line per HTTP request of our Stream client would drown a migration's log.
+    logging.getLogger("httpx").setLevel("WARNING")

@@ -7,22 +7,20 @@ are for bugs only.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import signal
-import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from hybridvideo.config import Settings, load_settings
-from hybridvideo.container import Container, build_container
+from hybridvideo.cli import migrate as migrate_commands
+from hybridvideo.cli import reconcile as reconcile_commands
+from hybridvideo.cli.common import DataDir, _container, _settings, err, friendly_errors, out
+from hybridvideo.container import Container
 from hybridvideo.domain.video import (
     DEFAULT_COLLECTION,
     MAX_OFFSET,
@@ -31,7 +29,6 @@ from hybridvideo.domain.video import (
     VideoState,
 )
 from hybridvideo.errors import HybridVideoError
-from hybridvideo.logs import configure_logging
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Catalog database schema.")
@@ -46,41 +43,6 @@ stream_app.add_typer(stream_webhook_app, name="webhook")
 app.add_typer(stream_app, name="stream")
 archive_app = typer.Typer(no_args_is_help=True, help="The archive bucket.")
 app.add_typer(archive_app, name="archive")
-
-# Piped output (scripts, tests) gets wide lines so ids and hashes are never folded.
-out = Console(width=None if sys.stdout.isatty() else 240)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 240)
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="Embedded state folder [env: HYBRIDVIDEO_DATA_DIR]"),
-]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly_errors(func: F) -> F:
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except HybridVideoError as exc:
-            err.print(f"[red]error:[/red] {exc.message}", highlight=False, markup=True)
-            raise typer.Exit(2 if exc.code == "CONFIG_INVALID" else 1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _settings(data_dir: Path | None = None, **extra: Any) -> Settings:
-    return load_settings(data_dir=data_dir, **extra)
-
-
-def _container(
-    settings: Settings, *, migrate: bool | None = None, serving: bool = False
-) -> Container:
-    fmt = settings.log_format or ("console" if sys.stderr.isatty() else "json")
-    configure_logging(settings.log_level, fmt)
-    return build_container(settings, migrate=migrate, serving=serving)
 
 
 @app.command()
@@ -551,6 +513,10 @@ def _print_video(video: VideoState) -> None:
     for k, v in rows.items():
         table.add_row(k, str(v))
     out.print(table)
+
+
+migrate_commands.register(app)
+reconcile_commands.register(app)
 
 
 def main() -> None:

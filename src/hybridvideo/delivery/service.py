@@ -284,9 +284,10 @@ class DeliveryService:
         a second copy failing the same way."""
         since, known = self._unanswered_request(video.id)
         found = [c for c in given if c.uid not in known]
-        if not found and since is not None:
-            if listed_at is None or since >= listed_at - ADOPT_WINDOW:
-                found = self._search(video.id, since - ADOPT_WINDOW, known)
+        # A listing made well after the request would already hold its copy.
+        covered = listed_at is not None and since is not None and since < listed_at - ADOPT_WINDOW
+        if not found and since is not None and not covered:
+            found = self._search(video.id, since - ADOPT_WINDOW, known)
         if not found:
             return None
         oldest = datetime.min.replace(tzinfo=UTC)

@@ -243,8 +243,13 @@ class MigrationRunner:
                 "ours": index.ours,
             },
         )
-        sink.started(run.total)
-        pass_items, state, error = self._send_all(run, scan, options, index, sink, stop)
+        try:
+            sink.started(run.total)
+            pass_items, state, error = self._send_all(run, scan, options, index, sink, stop)
+        except BaseException:
+            # A bug or a second Ctrl-C: record the stop (the catalog holds what was done).
+            self._journal.finish_run(run.id, RunState.INTERRUPTED, error="the run crashed")
+            raise
         final = self._journal.finish_run(run.id, state, error=error)
         log.info(
             "migration ended",

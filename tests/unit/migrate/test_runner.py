@@ -171,7 +171,9 @@ def test_a_run_sends_every_matching_video_once_and_journals_it(rig: Rig) -> None
     items = rig.journal.items(report.run.id)
     assert {i.video_id for i in items} == {v.id for v in work}
     body = report.to_json()
-    assert body["this_pass"]["copied"] == 6 and body["requests_per_video"] == pytest.approx(7 / 6, abs=1e-3)
+    assert body["this_pass"]["copied"] == 6 and body["requests_per_video"] == pytest.approx(
+        7 / 6, abs=1e-3
+    )
     # A second run finds nothing left to send.
     again = rig.run(collection="work")
     assert again.run.total == 0 and again.items == [] and len(rig.world.copies) == 6
