@@ -33,6 +33,7 @@ from hybridvideo.migrate.service import MigrationService
 from hybridvideo.queue.base import TaskQueue
 from hybridvideo.stream.base import StreamProvider
 from hybridvideo.stream.ratelimit import RateLimitedStream, RateLimiter, RetryPolicy
+from hybridvideo.stream.webhooks import MemoryReplayCache, ReplayCache
 from hybridvideo.videos.service import VideoService
 
 log = logging.getLogger("hybridvideo")
@@ -61,6 +62,8 @@ class Container:
     runs: RunJournal
     #: Phase 1 runs: start, resume, retry the failed ones (see :mod:`hybridvideo.migrate`).
     migrations: MigrationService
+    #: Stream webhook signatures already accepted: Redis when nodes share one, else memory.
+    webhook_replay: ReplayCache
     #: True when this start generated the admin token (the CLI prints it once).
     admin_token_generated: bool = False
     #: The built-in Stream engine, when this process runs it (``settings.runs_engine``).
@@ -192,6 +195,17 @@ def rate_limited(stream: StreamProvider, settings: Settings) -> RateLimitedStrea
     invisible to the limiter, and it would retry a copy that may have landed."""
     limiter = RateLimiter(settings.stream_rate_limit, settings.stream_rate_window)
     return RateLimitedStream(stream, limiter, RetryPolicy(attempts=5, base=1.0, cap=60.0))
+
+
+def build_replay_cache(settings: Settings, closers: list[Callable[[], None]]) -> ReplayCache:
+    """Redis whenever one is configured (several nodes then share the webhook URL)."""
+    if settings.redis_url is None:
+        return MemoryReplayCache()
+    from hybridvideo.stream.replay_redis import RedisReplayCache
+
+    cache = RedisReplayCache(settings.redis_url)
+    closers.append(cache.close)
+    return cache
 
 
 def build_archive(settings: Settings, secret: bytes, *, create: bool = True) -> ArchiveStore:
@@ -470,6 +484,7 @@ def build_container(
         tus_metrics=ingest.metrics,
         stream=stream,
         runs=runs,
+        webhook_replay=build_replay_cache(settings, closers),
         migrations=MigrationService(
             catalog=catalog,
             journal=runs,

@@ -77,7 +77,7 @@ def create_app(
         from hybridvideo.api.routers import stream_webhooks, video_delivery
 
         app.include_router(video_delivery.router)
-        app.include_router(stream_webhooks.build_router())
+        app.include_router(stream_webhooks.build_router(replay_cache=container.webhook_replay))
         app.include_router(uploads.router)
         app.include_router(direct_uploads.router)
         from hybridvideo.api.routers.admin_pages import build_admin_pages_router

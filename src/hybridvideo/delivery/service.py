@@ -89,6 +89,10 @@ def _positive(value: float | None) -> float | None:
     return value if value is not None and value > 0 else None
 
 
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
 def is_delivered(video: VideoState) -> bool:
     """True when a delivery copy exists or is on its way: nothing for ``deliver`` to do."""
     spec = video.spec
@@ -369,7 +373,9 @@ class DeliveryService:
 
         Returns the video afterwards, or None when no catalog video has that uid. States
         other than ``ready``/``error`` change nothing (the copy is still on its way), and
-        so does an update the state machine cannot take (an EVICTED video's late webhook).
+        so does an update the state machine cannot take (an EVICTED video's late webhook)
+        or one older than the last applied (Stream's ``modified``: deliveries can arrive
+        out of order, and a late ``error`` must not undo a newer ``ready``).
         """
         video = self._catalog.find_by_stream_uid(update.uid)
         if video is None:
@@ -386,6 +392,12 @@ class DeliveryService:
             return video
         current = video.spec.stream_status
         if current == target and (target == StreamStatus.READY or video.spec.stream_error == error):
+            return video
+        if self._older_than_applied(video.id, update):
+            log.warning(
+                "stream update older than the one applied; ignored",
+                extra={"video_id": video.id, "stream_uid": update.uid, "state": update.state},
+            )
             return video
         if not can_transition(current, target):
             log.warning(
@@ -404,6 +416,7 @@ class DeliveryService:
             data: dict[str, object] = {
                 "stream_uid": update.uid,
                 "source": source,
+                "modified": _iso(update.modified),
                 "duration": update.duration,
                 "width": update.width,
                 "height": update.height,
@@ -413,6 +426,7 @@ class DeliveryService:
             data = {
                 "stream_uid": update.uid,
                 "source": source,
+                "modified": _iso(update.modified),
                 "code": update.error_code,
                 "message": error,
             }
@@ -422,6 +436,17 @@ class DeliveryService:
             extra={"video_id": video.id, "stream_uid": update.uid, "status": target.value},
         )
         return state
+
+    def _older_than_applied(self, video_id: str, update: StreamVideo) -> bool:
+        if update.modified is None:
+            return False
+        for event in reversed(self._catalog.events(video_id)):
+            if event.kind in (READY, FAILED) and event.data.get("stream_uid") == update.uid:
+                applied = event.data.get("modified")
+                if not isinstance(applied, str):
+                    return False
+                return update.modified < datetime.fromisoformat(applied)
+        return False
 
     def _record_media(self, video: VideoState, update: StreamVideo) -> VideoState:
         """Copy what Stream measured (duration, size, dimensions) into the catalog."""

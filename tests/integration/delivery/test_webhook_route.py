@@ -175,3 +175,58 @@ def test_without_any_secret_webhooks_cannot_be_checked(client: TestClient) -> No
     error = response.json()["error"]
     assert error["code"] == "CONFIG_INVALID"
     assert "HYBRIDVIDEO_STREAM_WEBHOOK_SECRET" in error["message"]
+
+
+def test_out_of_order_deliveries_never_move_a_status_backwards(
+    client: TestClient, container: Container, processing: str
+) -> None:
+    newer = json.loads(video_body())
+    newer["modified"] = "2026-01-01T10:00:05Z"
+    older_error = json.loads(
+        video_body(state="error", errorReasonCode="ERR_UNKNOWN", errorReasonText="x")
+    )
+    older_error["modified"] = "2026-01-01T10:00:01Z"
+    late_progress = json.loads(video_body(state="inprogress"))
+    late_progress["modified"] = "2026-01-01T10:00:00Z"
+    assert post(client, json.dumps(newer).encode())[0] == 200
+    assert status_of(container, processing) is S.READY
+    for late in (older_error, late_progress):
+        assert post(client, json.dumps(late).encode())[0] == 200
+        assert status_of(container, processing) is S.READY
+    # A genuinely newer failure of the same copy still counts.
+    newest_error = {**older_error, "modified": "2026-01-01T10:00:09Z"}
+    assert post(client, json.dumps(newest_error).encode())[0] == 200
+    assert status_of(container, processing) is S.ERROR
+
+
+def test_ready_copies_duration_and_dimensions_into_the_catalog(
+    client: TestClient, container: Container, processing: str
+) -> None:
+    doc = json.loads(video_body())
+    doc.update({"duration": 12.5, "input": {"width": 1280, "height": 720}, "size": 4242})
+    assert post(client, json.dumps(doc).encode())[0] == 200
+    spec = container.catalog.get_video(processing).spec
+    assert (spec.duration, spec.width, spec.height, spec.size) == (12.5, 1280, 720, 4242)
+
+
+@pytest.mark.redis
+def test_a_replay_to_another_node_is_refused_when_nodes_share_redis(
+    tmp_path: Path, redis_url: str
+) -> None:
+    from hybridvideo.api.app import create_app
+    from hybridvideo.config import load_settings
+    from hybridvideo.container import build_container
+
+    body = video_body(uid="f" * 32)
+    headers = {"Content-Type": "application/json", "Webhook-Signature": sign_webhook(SECRET, body)}
+    answers = []
+    for node in ("a", "b"):
+        settings = load_settings(data_dir=tmp_path / node, redis_url=redis_url)
+        node_container = build_container(settings, serving=True)
+        try:
+            WebhookSecretStore.for_settings(settings).remember(SECRET)
+            with TestClient(create_app(node_container, run_worker=False)) as node_client:
+                answers.append(node_client.post(URL, content=body, headers=headers).status_code)
+        finally:
+            node_container.close()
+    assert answers == [200, 401]
