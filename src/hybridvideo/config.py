@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     stream_rate_window: float = Field(
         300.0, gt=0, le=86_400, description="Seconds of the Stream API's sliding rate window."
     )
+    stream_timeout: float = Field(
+        30.0, gt=0, le=600, description="Seconds one Stream API request may take before we give up."
+    )
     stream_source_url_ttl: int = Field(
         86_400,
         ge=900,

@@ -454,7 +454,7 @@ def build_container(
     except ValueError as exc:
         raise ConfigurationError(f"invalid configuration: {exc}") from None
     videos = VideoService(catalog=catalog, archive=archive, prober=probe)
-    raw_stream = build_stream(settings, max_retries=0)
+    raw_stream = build_stream(settings, max_retries=0, timeout=settings.stream_timeout)
     close_stream = getattr(raw_stream, "close", None)
     if callable(close_stream):
         closers.append(close_stream)
