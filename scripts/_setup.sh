@@ -30,12 +30,13 @@ if [ ! -f "$STAMP" ]; then
   touch "$STAMP"
 fi
 # The admin pages' JavaScript: web/ (tus-js-client, bundled by esbuild) builds
-# src/hybridvideo/api/static/admin/upload.js. Optional: without Node.js the server and the
-# API work, only /admin/upload answers 503 naming the fix. Stamps (like the pip one above)
-# make a repeated run cost nothing: `npm ci` reruns only when package-lock.json changed,
-# the build only when web/'s sources did or the bundle is missing.
+# src/hybridvideo/api/static/admin/{upload,migrations}.js. Optional: without Node.js the
+# server and the API work, only /admin/upload and /admin/migrations answer 503 naming the
+# fix. Stamps (like the pip one above) make a repeated run cost nothing: `npm ci` reruns
+# only when package-lock.json changed, the build only when web/'s sources did or a bundle
+# is missing.
 hv_web_warn() {
-  echo "warning: $1: the admin upload page (/admin/upload) will be unavailable;" \
+  echo "warning: $1: the admin pages (/admin/upload, /admin/migrations) will be unavailable;" \
        "the server and its API work without it." >&2
 }
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -52,9 +53,13 @@ else
       hv_web_warn "npm ci failed in web/"
     fi
   fi
-  BUNDLE=src/hybridvideo/api/static/admin/upload.js
+  # One bundle per web/src/*.js entry (the entries of `npm run build` in web/package.json).
+  BUNDLES_MISSING=0
+  for BUNDLE in upload.js migrations.js; do
+    [ -f "src/hybridvideo/api/static/admin/$BUNDLE" ] || BUNDLES_MISSING=1
+  done
   BUILD_STAMP="web/node_modules/.built-$(cat web/package.json web/package-lock.json web/src/*.js | sha256sum | cut -c1-16)"
-  if [ -f "$NPM_STAMP" ] && { [ ! -f "$BUILD_STAMP" ] || [ ! -f "$BUNDLE" ]; }; then
+  if [ -f "$NPM_STAMP" ] && { [ ! -f "$BUILD_STAMP" ] || [ "$BUNDLES_MISSING" = 1 ]; }; then
     if (cd web && npm run --silent build >/dev/null 2>&1); then
       rm -f web/node_modules/.built-*
       touch "$BUILD_STAMP"

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -135,6 +136,7 @@ def test_a_delivered_video_becomes_ready_through_the_engines_signed_webhook(
             "duration": pytest.approx(done.spec.duration, abs=0.1),
             "width": 160,
             "height": 90,
+            "modified": copy_modified(server, uid),
         }
     ]
     copy = server.stream.get(uid)
@@ -338,3 +340,9 @@ def test_serve_subscribes_itself_and_the_cli_delivers(tmp_path: Path) -> None:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def copy_modified(server: Any, uid: str) -> str | None:
+    """Stream's ``modified`` of the copy, as the READY event records it (webhook order)."""
+    modified = server.stream.get(uid).modified
+    return None if modified is None else modified.isoformat()

@@ -18,6 +18,7 @@ from hybridvideo.api import errors
 from hybridvideo.api.routers import direct_uploads, health, uploads, videos
 from hybridvideo.container import Container
 from hybridvideo.errors import ConfigurationError
+from hybridvideo.jobs import migration_run
 
 log = logging.getLogger("hybridvideo.http")
 #: How long shutdown waits for the embedded worker's running jobs.
@@ -55,6 +56,10 @@ def create_app(
         try:
             yield
         finally:
+            if handle is not None:
+                # Migration runs last hours: ask them to stop now (each finishes its videos
+                # in flight and is queued again) rather than outlive the stop timeout.
+                migration_run.stop_runs(container)
             if handle is not None and not handle.stop(timeout=WORKER_STOP_SECONDS):
                 log.error(
                     "embedded worker still busy after %s s; exiting anyway, its running "
@@ -74,9 +79,10 @@ def create_app(
     app.include_router(health.router)
     if not engine_only:
         app.include_router(videos.router)
-        from hybridvideo.api.routers import stream_webhooks, video_delivery
+        from hybridvideo.api.routers import migrations, stream_webhooks, video_delivery
 
         app.include_router(video_delivery.router)
+        app.include_router(migrations.router)
         app.include_router(stream_webhooks.build_router(replay_cache=container.webhook_replay))
         app.include_router(uploads.router)
         app.include_router(direct_uploads.router)

@@ -29,6 +29,7 @@ from hybridvideo.domain.video import (
     VideoState,
 )
 from hybridvideo.errors import HybridVideoError
+from hybridvideo.jobs import migration_run
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Catalog database schema.")
@@ -130,6 +131,9 @@ def worker(
             err.print("worker: forced stop; running jobs are abandoned")
             os._exit(128 + signum)
         err.print("worker: stopping after the running jobs (signal again to force)")
+        # A migration run can last hours: it stops after its videos in flight, is recorded
+        # as interrupted and queued again for the next worker.
+        migration_run.stop_runs(container)
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):

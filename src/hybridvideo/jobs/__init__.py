@@ -20,6 +20,7 @@ from hybridvideo.jobs import (
     ingest_finish,
     ingest_hook,
     ingest_sweep,
+    migration_run,
     verify_master,
 )
 
@@ -37,6 +38,7 @@ JOB_MODULES = (
     deliver_video,
     delivery_poll,
     ingest_hook,
+    migration_run,
 )
 
 

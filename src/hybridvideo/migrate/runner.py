@@ -229,8 +229,18 @@ class MigrationRunner:
         options = MigrationOptions.from_json(run.options)
         started = time.monotonic()
         requests_before = self._requests()
+        last_beat = time.monotonic()
+
+        def listed(videos: int) -> None:
+            # A large account takes minutes to list: keep the run visibly alive meanwhile.
+            nonlocal last_beat
+            sink.listing(videos)
+            if time.monotonic() - last_beat >= self._heartbeat_every:
+                self._journal.heartbeat(run.id)
+                last_beat = time.monotonic()
+
         try:
-            index = StreamIndex.build(self._stream, clock=self._clock, on_progress=sink.listing)
+            index = StreamIndex.build(self._stream, clock=self._clock, on_progress=listed)
         except HybridVideoError as exc:
             self._journal.finish_run(run.id, RunState.FAILED, error=_why(exc))
             raise MigrationAborted(f"could not list the Stream videos: {_why(exc)}") from exc
