@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from hybridvideo.engine.faults import FaultSpec
 from hybridvideo.engine.store import EngineStore
 
 #: The source file's name inside a video's folder.
@@ -26,6 +27,13 @@ class EngineRuntime:
     player_script_url: str = "https://cdn.jsdelivr.net/npm/hls.js@1/dist/hls.min.js"
     #: Webhook deliveries are tried this many times (2 s, 4 s, 8 s ... apart) before giving up.
     webhook_attempts: int = 8
+    #: Cloudflare's global API limit, served: requests per window (0: off). See limits.py.
+    api_rate_limit: int = 0
+    api_rate_window: float = 300.0
+    #: Test mode: faults injected into the control API (None: off). See faults.py.
+    faults: FaultSpec | None = None
+    #: Test mode: videos become ready without being fetched or encoded (engine_ingest.py).
+    accept_only: bool = False
 
     def video_dir(self, uid: str) -> Path:
         return self.media_root / uid

@@ -10,6 +10,15 @@ half-written output folder. Then the account's webhook (if any) is queued.
 A video uploaded with tus (:mod:`hybridvideo.engine.uploads`) has no source URL: its
 upload was renamed into :meth:`EngineRuntime.source_path` before this job was queued, so
 the fetch is skipped. A ``maxDurationSeconds`` on the video is checked before encoding.
+
+Accept-only mode (``HYBRIDVIDEO_ENGINE_ACCEPT_ONLY``, a test mode for migration load
+tests): the video goes straight to ``ready`` (``readyToStream``, ``pctComplete`` 100),
+nothing fetched or encoded, duration and picture size left unknown (``-1``); a tus
+upload's file is deleted. It has no renditions, so playback answers 404. The webhook is
+queued as for any finished video. The API node runs :func:`ingest` itself in this mode,
+right after recording the video (no ingest job: two queue round trips per copy were most
+of its cost, and the mode then works whatever the workers' settings); a job that still
+reaches a worker whose runtime has the mode on (the sweep's re-queue) does the same.
 """
 
 from __future__ import annotations
@@ -47,7 +56,12 @@ SPEC = JobSpec(name=NAME, retries=0, lock_key=_lock, lock_ttl=6 * 3600)
 
 def ingest(rt: EngineRuntime, uid: str) -> str:
     """Process ``uid``; returns ``ready``/``error`` when *this run* finished it, else
-    ``done`` (already finished: nothing to do or announce) or ``deleted``."""
+    ``done`` (already finished: nothing to do or announce) or ``deleted``.
+
+    In accept-only mode (``rt.accept_only``) it is marked ready without any work.
+    """
+    if rt.accept_only:
+        return _accept(rt, uid)
     try:
         video = rt.store.get_video(uid)
     except NotFound:
@@ -107,6 +121,15 @@ def ingest(rt: EngineRuntime, uid: str) -> str:
             with contextlib.suppress(OSError):
                 source.unlink()  # the master lives in the archive; keep only renditions
     return state
+
+
+def _accept(rt: EngineRuntime, uid: str) -> str:
+    """Accept-only mode: ready at once, with no media (one statement; no folder made)."""
+    if not rt.store.accept(uid):
+        return "done"  # finished already (nothing to announce again), or deleted
+    if rt.video_dir(uid).exists():  # a finished tus upload's file: not needed
+        shutil.rmtree(rt.video_dir(uid), ignore_errors=True)
+    return "ready"
 
 
 def _finished(rt: EngineRuntime, uid: str) -> bool:
