@@ -10,7 +10,6 @@ in memory: what survives is in the catalog file and the engine.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -26,10 +25,11 @@ from hybridvideo.catalog.sql import SqlCatalog, create_catalog_engine
 from hybridvideo.config import load_settings
 from hybridvideo.container import build_container
 from hybridvideo.delivery.service import VIDEO_ID_META
-from hybridvideo.domain.video import MediaInfo, NewVideo, StreamStatus, VideoScan
+from hybridvideo.domain.video import StreamStatus, VideoScan
 from hybridvideo.engine.models import VideoQuery
 from tests.e2e.nodes import HV
 from tests.integration.engine.modes import EngineServer, engine_server
+from tests.masters import add_tiny_master
 
 pytestmark = pytest.mark.slow
 
@@ -77,18 +77,7 @@ def prepare(data_dir: Path, engine: EngineServer) -> None:
     container = build_container(settings, serving=True)
     try:
         for n in range(VIDEOS):
-            key = f"archive/{n:03d}.mp4"
-            data = f"master {n}".encode()
-            container.archive.put(key, io.BytesIO(data))
-            container.catalog.add_video(
-                NewVideo(
-                    title=f"Lesson {n}",
-                    collection="work",
-                    archive_bucket=container.archive.bucket,
-                    archive_key=key,
-                    media=MediaInfo(len(data), f"{n:064x}", "mp4", 30.0, 640, 360),
-                )
-            )
+            add_tiny_master(container.catalog, container.archive, n, key=f"archive/{n:03d}.mp4")
     finally:
         container.close()
 

@@ -11,7 +11,6 @@ back. The catalog and the journal are the evidence, not the page alone.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 import shutil
@@ -29,10 +28,11 @@ from hybridvideo.api.app import create_app
 from hybridvideo.api.routers.admin_pages import STATIC_DIR, build_admin_pages_router
 from hybridvideo.config import load_settings
 from hybridvideo.container import Container, build_container
-from hybridvideo.domain.video import MediaInfo, NewVideo, StreamStatus, VideoState
+from hybridvideo.domain.video import StreamStatus, VideoState
 from hybridvideo.migrate.journal import MigrationRun, RunState
 from hybridvideo.migrate.plan import MigrationOptions, build_scan
 from tests.e2e.conftest import unavailable
+from tests.masters import add_tiny_master
 from tests.services import free_port, serve_asgi
 
 if TYPE_CHECKING:
@@ -67,23 +67,8 @@ class Server:
 
     def add(self, n: int) -> VideoState:
         """A catalog row over unique bytes, as the Phase 1 import records masters."""
-        data = f"master {n} of {self.base}".encode() * 50
-        sha = hashlib.sha256(data).hexdigest()
-        key = f"masters/{sha[:2]}/{sha}.mp4"
-        archive = self.container.archive
-        archive.put(key, io.BytesIO(data), content_type="video/mp4")
-        media = MediaInfo(
-            size=len(data), sha256=sha, format="mp4", duration=60.0, width=None, height=None
-        )
-        return self.container.catalog.add_video(
-            NewVideo(
-                title=f"Lesson {n}",
-                collection="work",
-                archive_bucket=archive.bucket,
-                archive_key=key,
-                media=media,
-            )
-        )
+        container = self.container
+        return add_tiny_master(container.catalog, container.archive, n, salt=self.base)
 
     def migrate(self) -> MigrationRun:
         service = self.container.migrations

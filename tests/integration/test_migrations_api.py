@@ -9,7 +9,6 @@ records it as failed (``MASTER_MISSING``), and putting the master back lets a re
 
 from __future__ import annotations
 
-import hashlib
 import io
 import threading
 import time
@@ -28,10 +27,11 @@ from hybridvideo.catalog.sql import create_catalog_engine
 from hybridvideo.catalog.sql.models import MigrationRunRow, utcnow
 from hybridvideo.config import load_settings
 from hybridvideo.container import Container, build_container
-from hybridvideo.domain.video import MediaInfo, NewVideo, StreamStatus, VideoScan, VideoState
+from hybridvideo.domain.video import StreamStatus, VideoScan, VideoState
 from hybridvideo.jobs import migration_run
 from hybridvideo.migrate.journal import HEARTBEAT_TIMEOUT, MigrationRun, NewRun, RunState
 from hybridvideo.migrate.plan import MigrationOptions, build_scan
+from tests.masters import add_tiny_master
 from tests.services import free_port, serve_asgi
 
 S = StreamStatus
@@ -45,24 +45,9 @@ class Served:
     http: httpx.Client  # carries the admin token
 
     def add(self, n: int) -> VideoState:
-        """A catalog row over unique bytes (never probed: the engine is not asked to encode
-        them, no worker runs), as the Phase 1 import records masters."""
-        data = f"master {n} of {self.base}".encode() * 50
-        sha = hashlib.sha256(data).hexdigest()
-        key = f"masters/{sha[:2]}/{sha}.mp4"
-        archive = self.container.archive
-        archive.put(key, io.BytesIO(data), content_type="video/mp4")
-        media = MediaInfo(
-            size=len(data), sha256=sha, format="mp4", duration=60.0, width=None, height=None
-        )
-        new = NewVideo(
-            title=f"Lesson {n}",
-            collection="work",
-            archive_bucket=archive.bucket,
-            archive_key=key,
-            media=media,
-        )
-        return self.container.catalog.add_video(new)
+        """A catalog row over unique bytes, as the Phase 1 import records masters."""
+        container = self.container
+        return add_tiny_master(container.catalog, container.archive, n, salt=self.base)
 
     def lose_master(self, video: VideoState) -> bytes:
         key = video.spec.archive_key

@@ -41,7 +41,12 @@ from itertools import islice
 from typing import Any, NamedTuple
 
 from hybridvideo.catalog.base import Catalog
-from hybridvideo.delivery.service import VIDEO_ID_META, DeliveryService
+from hybridvideo.delivery.service import (
+    MISSING_CODE,
+    MISSING_MESSAGE,
+    VIDEO_ID_META,
+    DeliveryService,
+)
 from hybridvideo.domain.video import ScanCursor, StreamStatus, VideoScan, VideoState
 from hybridvideo.errors import BackendUnavailable, InvalidInput, NotFound
 from hybridvideo.stream.base import StreamProvider, StreamVideo
@@ -59,8 +64,6 @@ MISSING_LIMIT = 500
 LIST_PAGE = 1000
 SCAN_PAGE = 1000
 SOURCE = "reconcile"
-MISSING_CODE = "STREAM_VIDEO_MISSING"
-MISSING_MESSAGE = "the Stream service no longer has this video's copy; deliver it again"
 
 _LIVE = frozenset({StreamStatus.PROCESSING, StreamStatus.READY})
 

@@ -73,6 +73,9 @@ READY = "delivery_ready"
 FAILED = "delivery_error"
 
 _STREAM_ERROR_FALLBACK = "Stream could not process the video"
+#: A copy the catalog points to that Stream no longer has (found by polling or reconcile).
+MISSING_CODE = "STREAM_VIDEO_MISSING"
+MISSING_MESSAGE = "the Stream service no longer has this video's copy; deliver it again"
 
 
 def copy_meta(video: VideoState) -> dict[str, str]:
@@ -487,8 +490,8 @@ class DeliveryService:
                 if self._still_processing(video):
                     self.fail(
                         video.id,
-                        "the Stream service no longer has this video's copy; deliver it again",
-                        code="STREAM_VIDEO_MISSING",
+                        MISSING_MESSAGE,
+                        code=MISSING_CODE,
                         source="poll",
                     )
                     changed += 1

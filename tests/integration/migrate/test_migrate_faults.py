@@ -11,7 +11,6 @@ webhooks) or with a recorded permanent error, with exactly one Stream video per 
 
 from __future__ import annotations
 
-import io
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -24,11 +23,12 @@ from hybridvideo.config import load_settings
 from hybridvideo.container import Container, build_container
 from hybridvideo.delivery.reconcile import ReconcileOptions, Reconciler
 from hybridvideo.delivery.service import VIDEO_ID_META
-from hybridvideo.domain.video import MediaInfo, NewVideo, StreamStatus, VideoScan
+from hybridvideo.domain.video import StreamStatus, VideoScan
 from hybridvideo.engine.models import VideoQuery
 from hybridvideo.migrate.journal import Outcome, RunState
 from hybridvideo.migrate.plan import MigrationOptions, build_scan
 from tests.integration.engine.modes import EngineServer, engine_server
+from tests.masters import add_tiny_master
 
 S = StreamStatus
 FAULTS = "429=0.1,500=0.1,500after=0.1,timeout=0.1,drop=0.1,seed=11,retry_after=1,hold=2"
@@ -63,29 +63,10 @@ def app_side(tmp_path: Path, flaky_engine: EngineServer) -> Iterator[Container]:
 
 
 def add_videos(container: Container, count: int) -> list[str]:
-    ids = []
-    for n in range(count):
-        key = f"courses/{n:03d}.mp4"
-        data = f"master {n}".encode()
-        container.archive.put(key, io.BytesIO(data))
-        video = container.catalog.add_video(
-            NewVideo(
-                title=f"Lesson {n}",
-                collection="work",
-                archive_bucket=container.archive.bucket,
-                archive_key=key,
-                media=MediaInfo(
-                    size=len(data),
-                    sha256=f"{n:064x}",
-                    format="mp4",
-                    duration=60.0,
-                    width=640,
-                    height=360,
-                ),
-            )
-        )
-        ids.append(video.id)
-    return ids
+    return [
+        add_tiny_master(container.catalog, container.archive, n, key=f"courses/{n:03d}.mp4").id
+        for n in range(count)
+    ]
 
 
 def copies_per_video(engine: EngineServer) -> Counter[str]:

@@ -13,28 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from hybridvideo.catalog.sql import SqlCatalog, create_catalog_engine
+from hybridvideo.catalog.sql import create_catalog_engine
 from hybridvideo.delivery.service import VIDEO_ID_META, DeliveryService
-from hybridvideo.domain.video import StreamStatus, VideoState
+from hybridvideo.domain.video import VideoState
 from hybridvideo.engine.models import EngineVideoRow
 from hybridvideo.errors import BackendUnavailable
-from tests.unit.delivery.world import World
-
-NON_VIDEO = ("ERR_NON_VIDEO", "The file is not a video")
-
-
-class CatalogFailingOnce(SqlCatalog):
-    """The catalog goes away right after Stream accepted a copy (its answer is lost)."""
-
-    failures = 1
-
-    def set_stream_status(  # type: ignore[override]
-        self, video_id: str, status: StreamStatus, **kw: str | None
-    ) -> VideoState:
-        if self.failures:
-            self.failures -= 1
-            raise BackendUnavailable("database is restarting")
-        return super().set_stream_status(video_id, status, **kw)
+from tests.unit.delivery.world import NON_VIDEO, CatalogFailingOnce, World
 
 
 def add_clip(world: World, sample_video: Path, folder: Path, n: int) -> VideoState:

@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 
-from hybridvideo.catalog.sql import SqlCatalog
 from hybridvideo.delivery.service import (
     ARCHIVE_KEY_META,
     DEFERRED,
@@ -30,10 +29,16 @@ from hybridvideo.delivery.service import (
 from hybridvideo.domain.video import StreamStatus, VideoState
 from hybridvideo.errors import BackendUnavailable
 from hybridvideo.stream.base import RateLimited, StreamVideo
-from tests.unit.delivery.world import World, answering, delivery_world, envelope_error
+from tests.unit.delivery.world import (
+    NON_VIDEO,
+    CatalogFailingOnce,
+    World,
+    answering,
+    delivery_world,
+    envelope_error,
+)
 
 S = StreamStatus
-NON_VIDEO = ("ERR_NON_VIDEO", "The file is not a video")
 
 
 @pytest.fixture
@@ -211,20 +216,6 @@ def test_unreachable_service_propagates_and_the_retry_copies_once(
     # finding none, it copies.
     state = world.service.deliver(video.id)
     assert state.spec.stream_status is S.PROCESSING and len(world.copies) == 1
-
-
-class CatalogFailingOnce(SqlCatalog):
-    """The catalog goes away right after Stream accepted the copy (the duplicate window)."""
-
-    failures = 1
-
-    def set_stream_status(  # type: ignore[override]
-        self, video_id: str, status: StreamStatus, **kw: str | None
-    ) -> VideoState:
-        if self.failures:
-            self.failures -= 1
-            raise BackendUnavailable("database is restarting")
-        return super().set_stream_status(video_id, status, **kw)
 
 
 def test_a_copy_whose_uid_was_never_recorded_is_adopted_not_duplicated(

@@ -22,15 +22,17 @@ from hybridvideo.api import errors as app_errors
 from hybridvideo.archive.local import LocalArchive
 from hybridvideo.catalog.sql import SqlCatalog, create_catalog_engine, upgrade
 from hybridvideo.delivery.service import DeliveryService
-from hybridvideo.domain.video import VideoState
+from hybridvideo.domain.video import StreamStatus, VideoState
 from hybridvideo.engine import migrate as engine_migrate
 from hybridvideo.engine.api import build_engine_router
 from hybridvideo.engine.store import EngineStore
+from hybridvideo.errors import BackendUnavailable
 from hybridvideo.media.probe import probe
 from hybridvideo.stream.base import StreamProvider, StreamVideo
 from hybridvideo.stream.cloudflare import CloudflareStream
 from hybridvideo.videos.service import VideoService
 
+NON_VIDEO = ("ERR_NON_VIDEO", "The file is not a video")
 ACCOUNT = "d0" * 16
 TOKEN = "delivery-engine-token-0123456789"
 
@@ -155,3 +157,18 @@ def answering(handler: Callable[[httpx.Request], httpx.Response]) -> CloudflareS
 def envelope_error(status: int, code: int, message: str, **headers: str) -> httpx.Response:
     body = {"result": None, "success": False, "errors": [{"code": code, "message": message}]}
     return httpx.Response(status, json={**body, "messages": []}, headers=headers)
+
+
+class CatalogFailingOnce(SqlCatalog):
+    """The catalog goes away right after Stream accepted a copy (the duplicate window:
+    the copy exists, its uid is never recorded)."""
+
+    failures = 1
+
+    def set_stream_status(  # type: ignore[override]
+        self, video_id: str, status: StreamStatus, **kw: str | None
+    ) -> VideoState:
+        if self.failures:
+            self.failures -= 1
+            raise BackendUnavailable("database is restarting")
+        return super().set_stream_status(video_id, status, **kw)

@@ -8,7 +8,6 @@ real HTTP, from the engine's fault mode, are in tests/integration/migrate/.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import random
 import threading
@@ -28,7 +27,7 @@ from hybridvideo.delivery.service import (
     DeliveryService,
     copy_meta,
 )
-from hybridvideo.domain.video import MediaInfo, NewVideo, StreamStatus, VideoState
+from hybridvideo.domain.video import StreamStatus, VideoState
 from hybridvideo.errors import BackendUnavailable, InvalidInput
 from hybridvideo.migrate.journal import Outcome, RunState
 from hybridvideo.migrate.plan import MigrationOptions, build_scan
@@ -36,6 +35,7 @@ from hybridvideo.migrate.runner import MigrationRunner
 from hybridvideo.migrate.service import MigrationService
 from hybridvideo.stream.base import RateLimited, StreamProvider, StreamVideo
 from hybridvideo.stream.ratelimit import RateLimitedStream, RateLimiter, RetryPolicy
+from tests.masters import add_tiny_master
 from tests.unit.delivery.world import World, delivery_world
 
 S = StreamStatus
@@ -89,24 +89,10 @@ class Rig:
 
     def add(self, n: int, *, collection: str = "work", key: str | None = None) -> VideoState:
         key = key or f"courses/{collection}/{n:04d}.mp4"
-        data = f"master {n} {key}".encode()
-        self.world.archive.put(key, io.BytesIO(data))
-        media = MediaInfo(
-            size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-            format="mp4",
-            duration=90.0,
-            width=640,
-            height=360,
+        world = self.world
+        return add_tiny_master(
+            world.catalog, world.archive, n, key=key, collection=collection, duration=90.0
         )
-        new = NewVideo(
-            title=f"Lesson {n}",
-            collection=collection,
-            archive_bucket=self.world.archive.bucket,
-            archive_key=key,
-            media=media,
-        )
-        return self.world.catalog.add_video(new)
 
     def copies(self) -> Mapping[str, list[str]]:
         found: dict[str, list[str]] = {}
