@@ -512,3 +512,24 @@ def test_update_media_records_what_changed_once(catalog: SqlCatalog) -> None:
     assert catalog.get_video(video.id).spec == after.spec
     with pytest.raises(NotFound):
         catalog.update_media("0" * 36, duration=1.0)
+
+
+def test_a_note_is_recorded_with_the_status_change_in_one_transaction(
+    catalog: SqlCatalog,
+) -> None:
+    video = catalog.add_video(new_video(1))
+    catalog.set_stream_status(
+        video.id, S.PROCESSING, stream_uid="c" * 32, note=("delivery_sent", {"uid": "c" * 32})
+    )
+    kinds = [e.kind for e in catalog.events(video.id)]
+    assert kinds[-2:] == ["stream_status", "delivery_sent"]
+    # A repeat changes no status but still records its note.
+    catalog.set_stream_status(video.id, S.PROCESSING, note=("delivery_sent", {"again": True}))
+    assert [e.data for e in catalog.events(video.id) if e.kind == "delivery_sent"] == [
+        {"uid": "c" * 32},
+        {"again": True},
+    ]
+    # A refused move records nothing.
+    with pytest.raises(InvalidTransition):
+        catalog.set_stream_status(video.id, S.EVICTED, note=("delivery_sent", {"no": 1}))
+    assert len([e for e in catalog.events(video.id) if e.kind == "delivery_sent"]) == 2

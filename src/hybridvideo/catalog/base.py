@@ -102,9 +102,12 @@ class Catalog(Protocol):
         *,
         stream_uid: str | None = None,
         error: str | None = None,
+        note: tuple[str, dict[str, Any]] | None = None,
     ) -> VideoState:
         """Move delivery to ``status``; repeating the current status changes nothing.
 
+        ``note`` is an event ``(kind, data)`` recorded in the same transaction (even when
+        the status does not change): one commit instead of two on the delivery path.
         ``InvalidTransition`` for a move the state machine forbids.
         """
 

@@ -244,11 +244,9 @@ class DeliveryService:
             made, refusal = self._copy(video)
             if made is None:  # refused; the error is recorded
                 return Sent(self._catalog.get_video(video_id), "refused", code=refusal)
+        sent = {"stream_uid": made.uid, "state": made.state, "adopted": adopted}
         state = self._catalog.set_stream_status(
-            video_id, StreamStatus.PROCESSING, stream_uid=made.uid
-        )
-        self._catalog.record_event(
-            video_id, SENT, {"stream_uid": made.uid, "state": made.state, "adopted": adopted}
+            video_id, StreamStatus.PROCESSING, stream_uid=made.uid, note=(SENT, sent)
         )
         log.info(
             "video sent to delivery",

@@ -345,6 +345,7 @@ class SqlCatalog:
         *,
         stream_uid: str | None = None,
         error: str | None = None,
+        note: tuple[str, dict[str, Any]] | None = None,
     ) -> VideoState:
         status = StreamStatus(status)
         if stream_uid is not None:
@@ -362,6 +363,8 @@ class SqlCatalog:
                     keep = spec.stream_error if current == StreamStatus.ERROR else None
                     reason = error if error is not None else keep
                 if (status, uid, reason) == (current, spec.stream_uid, spec.stream_error):
+                    if note is not None:
+                        self._record(session, video_id, note[0], note[1])
                     return video.to_state()
                 if uid is not None and uid != spec.stream_uid:
                     self._raise_if_uid_taken(session, video_id, uid)
@@ -370,6 +373,8 @@ class SqlCatalog:
                 spec.updated_at = video.updated_at = now
                 data = {"from": current.value, "to": status.value, "stream_uid": uid}
                 self._record(session, video_id, "stream_status", {**data, "error": reason})
+                if note is not None:
+                    self._record(session, video_id, note[0], note[1])
                 session.flush()
                 return video.to_state()
         except IntegrityError as exc:
