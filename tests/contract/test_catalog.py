@@ -11,7 +11,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -533,3 +533,41 @@ def test_a_note_is_recorded_with_the_status_change_in_one_transaction(
     with pytest.raises(InvalidTransition):
         catalog.set_stream_status(video.id, S.EVICTED, note=("delivery_sent", {"no": 1}))
     assert len([e for e in catalog.events(video.id) if e.kind == "delivery_sent"]) == 2
+
+
+def test_expected_uid_refuses_to_overwrite_a_copy_recorded_meanwhile(
+    catalog: SqlCatalog,
+) -> None:
+    video = catalog.add_video(new_video(1))
+    catalog.set_stream_status(video.id, S.PROCESSING, stream_uid="a" * 32, expected_uid=None)
+    with pytest.raises(Conflict):  # a second sender read "no uid" before the first recorded
+        catalog.set_stream_status(video.id, S.PROCESSING, stream_uid="b" * 32, expected_uid=None)
+    with pytest.raises(Conflict):  # a report about a copy the video no longer has
+        catalog.set_stream_status(video.id, S.READY, stream_uid="b" * 32, expected_uid="b" * 32)
+    assert catalog.get_video(video.id).spec.stream_uid == "a" * 32
+    done = catalog.set_stream_status(video.id, S.READY, stream_uid="a" * 32, expected_uid="a" * 32)
+    assert done.spec.stream_status is S.READY
+
+
+def test_an_older_report_about_the_same_copy_changes_nothing(catalog: SqlCatalog) -> None:
+    video = catalog.add_video(new_video(1))
+    uid = "a" * 32
+    catalog.set_stream_status(video.id, S.PROCESSING, stream_uid=uid)
+    t0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
+    ready = catalog.set_stream_status(
+        video.id, S.READY, stream_uid=uid, modified=t0 + timedelta(seconds=5)
+    )
+    late = catalog.set_stream_status(
+        video.id, S.ERROR, stream_uid=uid, error="late", modified=t0, note=("x", {})
+    )
+    assert late.spec.stream_status is S.READY and late == ready
+    assert "x" not in [e.kind for e in catalog.events(video.id)]  # nor its note
+    newer = catalog.set_stream_status(
+        video.id, S.ERROR, stream_uid=uid, error="new", modified=t0 + timedelta(seconds=9)
+    )
+    assert newer.spec.stream_status is S.ERROR
+    # A new copy starts afresh: its first report counts whatever its time.
+    again = catalog.set_stream_status(video.id, S.PROCESSING, stream_uid="b" * 32)
+    assert again.spec.stream_uid == "b" * 32
+    fresh = catalog.set_stream_status(video.id, S.READY, stream_uid="b" * 32, modified=t0)
+    assert fresh.spec.stream_status is S.READY

@@ -169,3 +169,20 @@ def test_scans_can_pick_the_videos_a_run_failed(world: World) -> None:
     assert {v.id for v in world.catalog.scan_videos(scan)} == {ids[0], ids[2]}
     narrowed = VideoScan(in_run=(run.id, "failed"), statuses=frozenset({StreamStatus.READY}))
     assert world.catalog.scan_videos(narrowed) == []
+
+
+def test_an_executor_that_lost_its_run_is_refused(world: World) -> None:
+    journal = world.journal
+    first = journal.start_run(NewRun(filters={}))
+    assert first.owner
+    journal.heartbeat(first.id, owner=first.owner)
+    world.age_heartbeat(first.id, HEARTBEAT_TIMEOUT + timedelta(seconds=5))
+    second = journal.claim_run(first.id, total=1)
+    assert second.owner and second.owner != first.owner
+    with pytest.raises(Conflict):
+        journal.heartbeat(first.id, owner=first.owner)
+    with pytest.raises(Conflict):
+        journal.finish_run(first.id, RunState.INTERRUPTED, owner=first.owner)
+    journal.heartbeat(first.id, owner=second.owner)
+    done = journal.finish_run(first.id, RunState.FINISHED, owner=second.owner)
+    assert done.state == RunState.FINISHED

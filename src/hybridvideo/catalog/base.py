@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import EllipsisType
 from typing import Any, Protocol, runtime_checkable
 
 from hybridvideo.domain.video import (
@@ -103,12 +104,18 @@ class Catalog(Protocol):
         stream_uid: str | None = None,
         error: str | None = None,
         note: tuple[str, dict[str, Any]] | None = None,
+        expected_uid: str | None | EllipsisType = ...,
+        modified: datetime | None = None,
     ) -> VideoState:
         """Move delivery to ``status``; repeating the current status changes nothing.
 
         ``note`` is an event ``(kind, data)`` recorded in the same transaction (even when
         the status does not change): one commit instead of two on the delivery path.
-        ``InvalidTransition`` for a move the state machine forbids.
+        ``expected_uid``: only if the video's stream uid is still this one (``None``: it has
+        none), else ``Conflict`` — two senders, or a webhook about a replaced copy, cannot
+        overwrite each other. ``modified``: Stream's time of the report; one older than the
+        last applied report about the same copy changes nothing (webhooks arrive out of
+        order). ``InvalidTransition`` for a move the state machine forbids.
         """
 
     def record_event(self, video_id: str, kind: str, data: dict[str, Any]) -> VideoEvent:

@@ -38,7 +38,9 @@ def friendly_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except HybridVideoError as exc:
-            err.print(f"[red]error:[/red] {exc.message}", highlight=False, markup=True)
+            # The message may hold brackets (keys, Stream's texts): never read as markup.
+            err.print("[red]error:[/red] ", end="", highlight=False, markup=True)
+            err.print(exc.message, highlight=False, markup=False)
             raise typer.Exit(2 if exc.code == "CONFIG_INVALID" else 1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -119,6 +119,10 @@ def migrate(
     """
     if ctx.invoked_subcommand is not None:
         return
+    if resume is not None and (
+        collection or prefix or created_after or created_before or status or limit
+    ):
+        raise InvalidInput("--resume runs with the run's own filters: give no other filters")
     options = MigrationOptions(concurrency=concurrency, attempts=attempts, limit=limit)
     scan = build_scan(
         collection=collection,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from hybridvideo.errors import InvalidInput
@@ -112,6 +112,8 @@ def _time(value: object) -> datetime | None:
     # Cloudflare sends nanoseconds (".872170843"); Python reads at most microseconds.
     text = re.sub(r"(\.\d{6})\d+", r"\1", text)
     try:
-        return datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text)
     except ValueError:
         return None
+    # A time without a zone is read as UTC: it is compared with the catalog's aware times.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

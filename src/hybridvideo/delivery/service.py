@@ -31,13 +31,15 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from hybridvideo.archive.base import ArchiveStore
 from hybridvideo.catalog.base import Catalog
 from hybridvideo.domain.video import StreamStatus, VideoFilter, VideoState, can_transition
 from hybridvideo.errors import (
     BackendUnavailable,
+    ConfigurationError,
+    Conflict,
     HybridVideoError,
     InvalidInput,
     InvalidTransition,
@@ -183,29 +185,28 @@ class DeliveryService:
 
     # -- sending -----------------------------------------------------------------------
 
-    def deliver(
-        self,
-        video_id: str,
-        *,
-        found: Sequence[StreamVideo] = (),
-        listed_at: datetime | None = None,
-    ) -> VideoState:
+    def deliver(self, video_id: str, *, found: Sequence[StreamVideo] = ()) -> VideoState:
         """:meth:`send`, for callers that only need the video afterwards."""
-        return self.send(video_id, found=found, listed_at=listed_at).video
+        return self.send(video_id, found=found).video
 
     def send(
         self,
         video_id: str,
         *,
         found: Sequence[StreamVideo] = (),
-        listed_at: datetime | None = None,
+        record_config_errors: bool = True,
     ) -> Sent:
         """Send ``video_id``'s master to Stream unless a copy exists or is on its way.
 
         ``found`` are Stream videos the caller already knows carry this video's ``meta``
         (the migration lists the account once instead of searching per video); a usable
-        one is adopted instead of copying. ``listed_at`` is when that listing started:
-        a copy requested well before it would be in ``found``, so no search is needed.
+        one is adopted instead of copying. ``record_config_errors=False`` (the migration)
+        raises a refusal of our credentials instead of recording ERROR on the video: it is
+        not the video's fault, and a batch would mark thousands.
+
+        Two senders of one video (a job here, a migration in another process) can both
+        copy; the catalog takes the first uid only (``expected_uid``) and the loser
+        deletes the copy it just made, so one Stream video remains.
 
         Returns the video as recorded afterwards (PROCESSING with the stream uid, READY or
         ERROR already when the service was that fast, or ERROR when the copy was refused)
@@ -213,17 +214,17 @@ class DeliveryService:
         when trying again later may succeed, and ``NotFound`` for an unknown video.
         """
         if self._locker is None:
-            return self._deliver(video_id, found, listed_at)
+            return self._deliver(video_id, found, record_config_errors)
         handle = self._locker.acquire(f"delivery:{video_id}", wait=DELIVERY_LOCK_WAIT)
         if handle is None:
             raise BackendUnavailable("the video is being delivered by another worker")
         try:
-            return self._deliver(video_id, found, listed_at)
+            return self._deliver(video_id, found, record_config_errors)
         finally:
             handle.release()
 
     def _deliver(
-        self, video_id: str, found: Sequence[StreamVideo], listed_at: datetime | None
+        self, video_id: str, found: Sequence[StreamVideo], record_config_errors: bool
     ) -> Sent:
         video = self._catalog.get_video(video_id)
         if is_delivered(video):
@@ -238,16 +239,23 @@ class DeliveryService:
                 source="archive",
             )
             return Sent(failed, "refused", code="MASTER_MISSING")
-        made = self._adopt_orphan(video, found, listed_at)
+        made = self._adopt_orphan(video, found)
         adopted = made is not None
         if made is None:
-            made, refusal = self._copy(video)
+            made, refusal = self._copy(video, record_config_errors)
             if made is None:  # refused; the error is recorded
                 return Sent(self._catalog.get_video(video_id), "refused", code=refusal)
         sent = {"stream_uid": made.uid, "state": made.state, "adopted": adopted}
-        state = self._catalog.set_stream_status(
-            video_id, StreamStatus.PROCESSING, stream_uid=made.uid, note=(SENT, sent)
-        )
+        try:
+            state = self._catalog.set_stream_status(
+                video_id,
+                StreamStatus.PROCESSING,
+                stream_uid=made.uid,
+                note=(SENT, sent),
+                expected_uid=video.spec.stream_uid,
+            )
+        except Conflict:
+            return self._lost_race(video_id, made, adopted)
         log.info(
             "video sent to delivery",
             extra={"video_id": video_id, "stream_uid": made.uid, "adopted": adopted},
@@ -257,7 +265,27 @@ class DeliveryService:
             state = self.apply_stream_update(made, source="send") or state
         return Sent(state, action)
 
-    def _copy(self, video: VideoState) -> tuple[StreamVideo | None, str | None]:
+    def _lost_race(self, video_id: str, made: StreamVideo, adopted: bool) -> Sent:
+        """Another sender recorded its copy first: ours must not stay in Stream."""
+        winner = self._catalog.get_video(video_id)
+        if not adopted and made.uid != winner.spec.stream_uid:
+            try:
+                self._stream.delete(made.uid)
+            except HybridVideoError as exc:  # reconcile --delete-orphans finds it later
+                log.error(
+                    "could not delete a duplicate copy",
+                    extra={"video_id": video_id, "stream_uid": made.uid, "code": exc.code},
+                )
+            else:
+                log.warning(
+                    "another sender delivered the video first; our copy was deleted",
+                    extra={"video_id": video_id, "stream_uid": made.uid},
+                )
+        return Sent(winner, "already")
+
+    def _copy(
+        self, video: VideoState, record_config_errors: bool = True
+    ) -> tuple[StreamVideo | None, str | None]:
         url = self._archive.presign_get(video.spec.archive_key, expires_in=self._source_url_seconds)
         self._catalog.record_event(video.id, REQUESTED, {"archive_key": video.spec.archive_key})
         try:
@@ -270,18 +298,29 @@ class DeliveryService:
             raise
         except BackendUnavailable:
             raise  # the copy may have been made: the next attempt looks for it
-        except HybridVideoError as exc:  # refused: bad request, credentials, account
-            log.warning(
-                "Stream refused the copy",
-                extra={"video_id": video.id, "code": exc.code, "detail": exc.detail},
+        except ConfigurationError as exc:
+            if record_config_errors:
+                return self._refused(video, exc)
+            # Not the video's fault: note the answer (nothing was made), leave its status.
+            self._catalog.record_event(
+                video.id, FAILED, {"code": exc.code, "message": exc.message, "source": "send"}
             )
-            self.fail(video.id, exc.message, code=exc.code, source="send")
-            return None, exc.code
+            raise
+        except HybridVideoError as exc:  # refused: bad request, account limits
+            return self._refused(video, exc)
         return made, None
 
-    def _adopt_orphan(
-        self, video: VideoState, given: Sequence[StreamVideo], listed_at: datetime | None
-    ) -> StreamVideo | None:
+    def _refused(
+        self, video: VideoState, exc: HybridVideoError
+    ) -> tuple[StreamVideo | None, str | None]:
+        log.warning(
+            "Stream refused the copy",
+            extra={"video_id": video.id, "code": exc.code, "detail": exc.detail},
+        )
+        self.fail(video.id, exc.message, code=exc.code, source="send")
+        return None, exc.code
+
+    def _adopt_orphan(self, video: VideoState, given: Sequence[StreamVideo]) -> StreamVideo | None:
         """A copy Stream already has for this video: one the caller found by ``meta``, or
         the one an earlier, unanswered request made. Never a uid the video had before (a
         copy that failed or was replaced). A copy Stream gave up on is adopted only when
@@ -289,9 +328,7 @@ class DeliveryService:
         a second copy failing the same way."""
         since, known = self._unanswered_request(video.id)
         found = [c for c in given if c.uid not in known]
-        # A listing made well after the request would already hold its copy.
-        covered = listed_at is not None and since is not None and since < listed_at - ADOPT_WINDOW
-        if not found and since is not None and not covered:
+        if not found and since is not None:
             found = self._search(video.id, since - ADOPT_WINDOW, known)
         if not found:
             return None
@@ -394,60 +431,50 @@ class DeliveryService:
         current = video.spec.stream_status
         if current == target and (target == StreamStatus.READY or video.spec.stream_error == error):
             return video
-        if self._older_than_applied(video.id, update):
-            log.warning(
-                "stream update older than the one applied; ignored",
-                extra={"video_id": video.id, "stream_uid": update.uid, "state": update.state},
-            )
-            return video
         if not can_transition(current, target):
             log.warning(
                 "stream update does not fit the video's delivery state; ignored",
                 extra={"video_id": video.id, "stream_uid": update.uid, "from": current.value},
             )
             return video
+        data: dict[str, Any] = {
+            "stream_uid": update.uid,
+            "source": source,
+            "modified": _iso(update.modified),
+        }
+        if target == StreamStatus.READY:
+            kind = READY
+            data.update(duration=update.duration, width=update.width, height=update.height)
+        else:
+            kind = FAILED
+            data.update(code=update.error_code, message=error)
         try:
+            # One transaction, under the row lock: the copy is still this video's, the
+            # report is not older than one applied before, and the event goes with it.
             state = self._catalog.set_stream_status(
-                video.id, target, stream_uid=update.uid, error=error
+                video.id,
+                target,
+                stream_uid=update.uid,
+                error=error,
+                note=(kind, data),
+                expected_uid=update.uid,
+                modified=update.modified,
             )
-        except InvalidTransition:  # moved by someone else since we read it
+        except (InvalidTransition, Conflict):  # moved or replaced by someone else meanwhile
             return self._catalog.get_video(video.id)
+        if state.spec.stream_status != target:
+            log.warning(
+                "stream update older than the one applied; ignored",
+                extra={"video_id": video.id, "stream_uid": update.uid, "state": update.state},
+            )
+            return state
         if target == StreamStatus.READY:
             state = self._record_media(state, update)
-            data: dict[str, object] = {
-                "stream_uid": update.uid,
-                "source": source,
-                "modified": _iso(update.modified),
-                "duration": update.duration,
-                "width": update.width,
-                "height": update.height,
-            }
-            self._catalog.record_event(video.id, READY, data)
-        else:
-            data = {
-                "stream_uid": update.uid,
-                "source": source,
-                "modified": _iso(update.modified),
-                "code": update.error_code,
-                "message": error,
-            }
-            self._catalog.record_event(video.id, FAILED, data)
         log.info(
             "delivery finished",
             extra={"video_id": video.id, "stream_uid": update.uid, "status": target.value},
         )
         return state
-
-    def _older_than_applied(self, video_id: str, update: StreamVideo) -> bool:
-        if update.modified is None:
-            return False
-        for event in reversed(self._catalog.events(video_id)):
-            if event.kind in (READY, FAILED) and event.data.get("stream_uid") == update.uid:
-                applied = event.data.get("modified")
-                if not isinstance(applied, str):
-                    return False
-                return update.modified < datetime.fromisoformat(applied)
-        return False
 
     def _record_media(self, video: VideoState, update: StreamVideo) -> VideoState:
         """Copy what Stream measured (duration, size, dimensions) into the catalog."""

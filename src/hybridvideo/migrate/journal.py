@@ -65,6 +65,9 @@ class MigrationRun:
     error: str | None = None
     #: The run whose failed videos this one retries.
     parent_id: str | None = None
+    #: A token per start or claim: heartbeats and the finish of an executor that lost
+    #: the run to a newer claim are refused, so two processes never both drive it.
+    owner: str | None = None
 
     def effective_state(self, now: datetime) -> RunState:
         """``running`` only while the heartbeat is fresh; a killed run shows interrupted."""
@@ -118,13 +121,22 @@ class RunJournal(Protocol):
         finished; ``NotFound`` if absent.
         """
 
-    def heartbeat(self, run_id: str) -> None: ...
+    def heartbeat(self, run_id: str, *, owner: str | None = None) -> None:
+        """Mark the run alive; ``Conflict`` when ``owner`` no longer holds it."""
 
     def record_items(self, run_id: str, items: Sequence[RunItem]) -> None:
         """Insert or replace the outcome of each video in the run, in one transaction."""
 
-    def finish_run(self, run_id: str, state: RunState, *, error: str | None = None) -> MigrationRun:
-        """End the run as ``finished``, ``interrupted`` or ``failed``."""
+    def finish_run(
+        self,
+        run_id: str,
+        state: RunState,
+        *,
+        error: str | None = None,
+        owner: str | None = None,
+    ) -> MigrationRun:
+        """End the run as ``finished``, ``interrupted`` or ``failed``; ``Conflict`` when
+        ``owner`` no longer holds it (the new holder finishes it)."""
 
     def items(
         self, run_id: str, *, outcome: Outcome | None = None, limit: int = 100, offset: int = 0

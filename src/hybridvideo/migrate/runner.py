@@ -43,7 +43,13 @@ from hybridvideo.delivery.service import (
     Sent,
 )
 from hybridvideo.domain.video import StreamStatus, VideoScan, VideoState
-from hybridvideo.errors import BackendUnavailable, ConfigurationError, HybridVideoError, NotFound
+from hybridvideo.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    Conflict,
+    HybridVideoError,
+    NotFound,
+)
 from hybridvideo.migrate.journal import (
     MigrationRun,
     Outcome,
@@ -86,6 +92,36 @@ class _Silent:
 
     def advanced(self, item: RunItem) -> None:
         return None
+
+
+class _Heartbeat:
+    """Marks the run alive every few seconds from a thread of its own; sets ``lost`` when
+    the journal says another process has claimed the run since."""
+
+    def __init__(self, journal: RunJournal, run: MigrationRun, every: float) -> None:
+        self._journal = journal
+        self._run = run
+        self._every = every
+        self._done = threading.Event()
+        self.lost = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="migrate-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
+
+    def _beat(self) -> None:
+        while not self._done.wait(self._every):
+            try:
+                self._journal.heartbeat(self._run.id, owner=self._run.owner)
+            except Conflict:
+                self.lost.set()
+                return
+            except HybridVideoError as exc:  # a catalog blip: the next beat may pass
+                log.warning("heartbeat failed", extra={"run_id": self._run.id, "code": exc.code})
 
 
 @dataclass
@@ -229,38 +265,39 @@ class MigrationRunner:
         options = MigrationOptions.from_json(run.options)
         started = time.monotonic()
         requests_before = self._requests()
-        last_beat = time.monotonic()
-
-        def listed(videos: int) -> None:
-            # A large account takes minutes to list: keep the run visibly alive meanwhile.
-            nonlocal last_beat
-            sink.listing(videos)
-            if time.monotonic() - last_beat >= self._heartbeat_every:
-                self._journal.heartbeat(run.id)
-                last_beat = time.monotonic()
-
+        # Beats from its own thread: listing a large account or a long Retry-After pause
+        # must not make a live run look dead (and claimable by another process).
+        beat = _Heartbeat(self._journal, run, self._heartbeat_every)
+        beat.start()
         try:
-            index = StreamIndex.build(self._stream, clock=self._clock, on_progress=listed)
-        except HybridVideoError as exc:
-            self._journal.finish_run(run.id, RunState.FAILED, error=_why(exc))
-            raise MigrationAborted(f"could not list the Stream videos: {_why(exc)}") from exc
-        log.info(
-            "migration started",
-            extra={
-                "run_id": run.id,
-                "total": run.total,
-                "stream_videos": index.seen,
-                "ours": index.ours,
-            },
-        )
-        try:
+            try:
+                index = StreamIndex.build(self._stream, clock=self._clock, on_progress=sink.listing)
+            except HybridVideoError as exc:
+                self._finish(run, RunState.FAILED, _why(exc))
+                raise MigrationAborted(f"could not list the Stream videos: {_why(exc)}") from exc
+            log.info(
+                "migration started",
+                extra={
+                    "run_id": run.id,
+                    "total": run.total,
+                    "stream_videos": index.seen,
+                    "ours": index.ours,
+                },
+            )
             sink.started(run.total)
-            pass_items, state, error = self._send_all(run, scan, options, index, sink, stop)
-        except BaseException:
-            # A bug or a second Ctrl-C: record the stop (the catalog holds what was done).
-            self._journal.finish_run(run.id, RunState.INTERRUPTED, error="the run crashed")
+            pass_items, state, error = self._send_all(
+                run, scan, options, index, sink, stop, beat.lost
+            )
+        except MigrationAborted:
             raise
-        final = self._journal.finish_run(run.id, state, error=error)
+        except BaseException as exc:
+            # A bug or a second Ctrl-C: record the stop (the catalog holds what was done).
+            why = "stopped by the operator" if isinstance(exc, KeyboardInterrupt) else "crashed"
+            self._finish(run, RunState.INTERRUPTED, why)
+            raise
+        finally:
+            beat.stop()
+        final = self._finish(run, state, error)
         log.info(
             "migration ended",
             extra={"run_id": run.id, "state": state.value, "counts": dict(final.counts)},
@@ -275,6 +312,14 @@ class MigrationRunner:
             duplicated_before=index.duplicated,
         )
 
+    def _finish(self, run: MigrationRun, state: RunState, error: str | None) -> MigrationRun:
+        """Record the end, unless another process has taken the run over (it will)."""
+        try:
+            return self._journal.finish_run(run.id, state, error=error, owner=run.owner)
+        except Conflict:
+            log.warning("migration run taken over; not finishing it", extra={"run_id": run.id})
+            return self._journal.get_run(run.id)
+
     def _send_all(
         self,
         run: MigrationRun,
@@ -283,20 +328,27 @@ class MigrationRunner:
         index: StreamIndex,
         sink: ProgressSink,
         stop: threading.Event,
+        lost: threading.Event,
     ) -> tuple[list[RunItem], RunState, str | None]:
         items: list[RunItem] = []
         unflushed: list[RunItem] = []
-        last_flush = last_beat = time.monotonic()
+        last_flush = time.monotonic()
         deferred_in_row = 0
         abort: str | None = None
-        pending: set[Future[RunItem]] = set()
+        pending: set[Future[RunItem | None]] = set()
         window = options.concurrency * 2
-        halt = threading.Event()  # tells in-flight videos to stop retrying
+        halt = threading.Event()  # no new sends, no more retries
 
-        def collect(done: set[Future[RunItem]]) -> None:
+        def collect(done: set[Future[RunItem | None]]) -> None:
             nonlocal deferred_in_row, abort
             for future in done:
-                item = future.result()
+                try:
+                    item = future.result()
+                except Exception:  # _one guards itself; this is a bug, not a video's fate
+                    log.exception("a migration worker failed", extra={"run_id": run.id})
+                    continue
+                if item is None:  # not started: the run was stopping
+                    continue
                 items.append(item)
                 unflushed.append(item)
                 sink.advanced(item)
@@ -311,45 +363,53 @@ class MigrationRunner:
                 last = next((i for i in reversed(items) if i.outcome == Outcome.DEFERRED), None)
                 reason = last.error_message if last else "unreachable"
                 abort = f"{deferred_in_row} videos in a row could not be sent: {reason}"
+            if lost.is_set() and abort is None:
+                abort = "another process took this run over"
 
-        def upkeep(force: bool = False) -> None:
-            nonlocal last_flush, last_beat
+        def flush(force: bool = False) -> None:
+            nonlocal last_flush
             now = time.monotonic()
-            if unflushed and (
+            if not unflushed or not (
                 force or len(unflushed) >= FLUSH_ITEMS or now - last_flush >= self._flush_every
             ):
+                return
+            try:
                 self._journal.record_items(run.id, list(unflushed))
-                unflushed.clear()
-                last_flush = now
-            if force or now - last_beat >= self._heartbeat_every:
-                self._journal.heartbeat(run.id)
-                last_beat = now
+            except HybridVideoError as exc:  # the catalog holds the truth; try again later
+                log.warning(
+                    "journal write failed; will retry",
+                    extra={"run_id": run.id, "code": exc.code, "items": len(unflushed)},
+                )
+                return
+            unflushed.clear()
+            last_flush = now
 
         def drain(until: int) -> None:
             while len(pending) > until:
-                if stop.is_set():
-                    halt.set()  # videos waiting to retry give up now, not after backoff
+                if stop.is_set() or abort is not None or lost.is_set():
+                    halt.set()  # queued videos are not started; waiting ones give up
                 done, _ = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
                 pending.difference_update(done)
                 collect(done)
-                upkeep()
+                flush()
 
         with ThreadPoolExecutor(options.concurrency, thread_name_prefix="migrate") as pool:
             try:
                 for video in self._candidates(scan, _left(run, options)):
-                    if stop.is_set() or abort is not None:
+                    if stop.is_set() or abort is not None or lost.is_set():
                         break
                     pending.add(pool.submit(self._one, video, index, options, halt))
                     drain(window - 1)
-                if stop.is_set() or abort is not None:
+                if stop.is_set() or abort is not None or lost.is_set():
                     halt.set()
                 drain(0)
             except BaseException:
                 halt.set()
                 drain(0)
-                upkeep(force=True)
+                flush(force=True)
                 raise
-        upkeep(force=True)
+        collect(set())  # a takeover noticed after the last video still ends the run as failed
+        flush(force=True)
         if abort is not None:
             return items, RunState.FAILED, abort
         if stop.is_set():
@@ -377,7 +437,9 @@ class MigrationRunner:
         index: StreamIndex,
         options: MigrationOptions,
         halt: threading.Event,
-    ) -> RunItem:
+    ) -> RunItem | None:
+        if halt.is_set():
+            return None  # queued before the stop: leave it for the next run
         with self._counting() as count:
             item = self._send(video, index, options, halt)
         return RunItem(
@@ -396,12 +458,12 @@ class MigrationRunner:
         options: MigrationOptions,
         halt: threading.Event,
     ) -> RunItem:
-        found = self._copies_for(video, index)
         attempt = 0
         while True:
             attempt += 1
             try:
-                sent = self._delivery.send(video.id, found=found, listed_at=index.listed_at)
+                found = self._copies_for(video, index)
+                sent = self._delivery.send(video.id, found=found, record_config_errors=False)
                 return _item(sent)
             except NotFound:
                 return RunItem(
@@ -410,9 +472,9 @@ class MigrationRunner:
                     error_code="NOT_FOUND",
                     error_message="the video was deleted from the catalog during the run",
                 )
-            except ConfigurationError as exc:
+            except ConfigurationError as exc:  # our credentials: the video is left as it was
                 return RunItem(
-                    video.id, Outcome.FAILED, error_code=exc.code, error_message=_why(exc)
+                    video.id, Outcome.DEFERRED, error_code=exc.code, error_message=_why(exc)
                 )
             except BackendUnavailable as exc:
                 if attempt >= options.attempts or halt.is_set():

@@ -7,8 +7,8 @@ Cloudflare-only answers (429 with Retry-After, refusals, an unreachable API) com
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from hybridvideo.delivery.service import (
 )
 from hybridvideo.domain.video import StreamStatus, VideoState
 from hybridvideo.errors import BackendUnavailable
-from hybridvideo.stream.base import RateLimited, StreamVideo
+from hybridvideo.stream.base import RateLimited, StreamAuthError, StreamProvider, StreamVideo
 from tests.unit.delivery.world import (
     NON_VIDEO,
     CatalogFailingOnce,
@@ -414,7 +414,7 @@ def test_a_copy_the_caller_found_by_meta_is_adopted_without_copying(
     # A copy left in Stream by a run whose catalog writes were lost (a restored backup).
     made = world.stream.copy_from_url("http://elsewhere.test/v.mp4", meta=copy_meta(video))
     world.requests.clear()
-    state = world.service.deliver(video.id, found=[made], listed_at=datetime.now(UTC))
+    state = world.service.deliver(video.id, found=[made])
     assert state.spec.stream_uid == made.uid and state.spec.stream_status is S.PROCESSING
     assert len(world.copies) == 1  # only the one made above
     assert not any(r.endswith("/copy") for r in world.requests)
@@ -422,31 +422,65 @@ def test_a_copy_the_caller_found_by_meta_is_adopted_without_copying(
     assert sent.data["adopted"] is True
 
 
-def test_a_listing_made_after_a_lost_request_saves_the_search(
+def test_a_lost_request_is_searched_for_even_when_the_caller_found_nothing(
     world: World, video: VideoState
 ) -> None:
     flaky = CatalogFailingOnce(world.catalog_engine)
     service = DeliveryService(catalog=flaky, archive=world.archive, stream=world.stream)
     with pytest.raises(BackendUnavailable):
         service.deliver(video.id)
-    orphan = world.stream.get(world.copies[0])
-    world.requests.clear()
-    later = datetime.now(UTC) + timedelta(hours=1)
-    state = service.deliver(video.id, found=[orphan], listed_at=later)
-    assert state.spec.stream_uid == orphan.uid and len(world.copies) == 1
-    assert world.requests == []  # neither a list nor a copy: the listing had it
-
-
-def test_a_recent_lost_request_is_searched_even_with_a_listing(
-    world: World, video: VideoState
-) -> None:
-    flaky = CatalogFailingOnce(world.catalog_engine)
-    service = DeliveryService(catalog=flaky, archive=world.archive, stream=world.stream)
-    listed = datetime.now(UTC)  # listed just before the request: it may have missed it
-    with pytest.raises(BackendUnavailable):
-        service.deliver(video.id)
-    state = service.deliver(video.id, found=[], listed_at=listed)
+    # The migration's listing may predate the copy: an empty hint never skips the search.
+    state = service.deliver(video.id, found=[])
     assert state.spec.stream_uid == world.copies[0] and len(world.copies) == 1
+
+
+class RacingStream:
+    """Stream where, just before our copy lands, another process delivers the same video
+    completely (its own copy, recorded first): the race two senders without a shared lock
+    run (a job in `serve`, a migration elsewhere)."""
+
+    def __init__(self, inner: StreamProvider, other: Callable[[], object]) -> None:
+        self.inner = inner
+        self.other: Callable[[], object] | None = other
+
+    def copy_from_url(self, url: str, **kw: Any) -> StreamVideo:
+        if self.other is not None:
+            other, self.other = self.other, None
+            other()
+        return self.inner.copy_from_url(url, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_two_senders_racing_leave_one_copy_and_the_first_uid(
+    world: World, video: VideoState
+) -> None:
+    rival = DeliveryService(catalog=world.catalog, archive=world.archive, stream=world.stream)
+    won: list[VideoState] = []
+    racing = RacingStream(world.stream, lambda: won.append(rival.deliver(video.id)))
+    ours = DeliveryService(catalog=world.catalog, archive=world.archive, stream=racing)
+    sent = ours.send(video.id)
+    assert sent.action == "already"  # we lost: the rival's uid is the video's
+    assert sent.video.spec.stream_uid == won[0].spec.stream_uid
+    # Our copy was made and then deleted: Stream holds exactly one, the recorded one.
+    assert len(world.copies) == 2
+    assert [c.uid for c in stream_copies_of(world, video.id)] == [won[0].spec.stream_uid]
+
+
+def test_a_refused_token_is_not_the_videos_fault_when_the_caller_says_so(
+    world: World, video: VideoState
+) -> None:
+    denied = answering(lambda r: envelope_error(403, 10_000, "Authentication error"))
+    service = world.service_with(denied)
+    with pytest.raises(StreamAuthError):
+        service.send(video.id, record_config_errors=False)
+    after = world.catalog.get_video(video.id)
+    assert after.spec.stream_status is S.NOT_DELIVERED and after.spec.stream_error is None
+    # The request is answered (nothing was made): the next attempt copies, no search.
+    world.requests.clear()
+    assert world.service.deliver(video.id).spec.stream_status is S.PROCESSING
+    assert not any(r.startswith("GET") for r in world.requests)
 
 
 def test_ready_copies_stream_measurements_into_the_catalog(world: World, video: VideoState) -> None:

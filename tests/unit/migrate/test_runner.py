@@ -27,8 +27,8 @@ from hybridvideo.delivery.service import (
     DeliveryService,
     copy_meta,
 )
-from hybridvideo.domain.video import StreamStatus, VideoState
-from hybridvideo.errors import BackendUnavailable, InvalidInput
+from hybridvideo.domain.video import StreamStatus, VideoScan, VideoState
+from hybridvideo.errors import BackendUnavailable, Conflict, InvalidInput
 from hybridvideo.migrate.journal import Outcome, RunState
 from hybridvideo.migrate.plan import MigrationOptions, build_scan
 from hybridvideo.migrate.runner import MigrationRunner
@@ -303,7 +303,7 @@ def test_bad_credentials_stop_the_run_at_once(tmp_path: Path) -> None:
         def refuse(request: Any) -> Any:
             calls[request.method] += 1
             if request.method == "GET":  # the listing works (a read-only token, say)
-                return envelope_error(200, 0, "") if False else _empty_list()
+                return _empty_list()
             return envelope_error(403, 10_000, "Authentication error")
 
         rig = make_rig(world, Flaky(answering(refuse)))
@@ -313,6 +313,10 @@ def test_bad_credentials_stop_the_run_at_once(tmp_path: Path) -> None:
         assert report.run.state == RunState.FAILED
         assert "credentials" in (report.run.error or "")
         assert calls["POST"] <= 2
+        # Not the videos' fault: none is marked ERROR, so the next run sends them all.
+        statuses = {v.spec.stream_status for v in world.catalog.scan_videos(VideoScan())}
+        assert statuses == {S.NOT_DELIVERED}
+        assert {i.outcome for i in report.items} == {Outcome.DEFERRED}
 
 
 def _empty_list() -> Any:
@@ -361,3 +365,68 @@ def test_a_killed_run_shows_interrupted_and_a_rerun_adopts_its_lost_copy(rig: Ri
     assert rig.world.catalog.get_video(videos[0].id).spec.stream_uid == lost.uid
     assert {i.outcome for i in report.items} == {Outcome.PRESENT, Outcome.COPIED}
     assert_one_copy_each(rig, videos)
+
+
+def test_a_stop_starts_no_new_copies(rig: Rig) -> None:
+    for n in range(30):
+        rig.add(n)
+    stop = threading.Event()
+
+    class StopAtFirst:
+        def listing(self, videos: int) -> None: ...
+
+        def started(self, total: int) -> None: ...
+
+        def advanced(self, item: Any) -> None:
+            stop.set()
+
+    run = rig.service.start(build_scan(), MigrationOptions(concurrency=4))
+    report = rig.service.execute(run, sink=StopAtFirst(), stop=stop)
+    assert report.run.state == RunState.INTERRUPTED
+    # Copies started before the stop finish; the ones queued behind them never start.
+    assert len(rig.world.copies) == len(report.items) < 30
+
+
+def test_a_run_taken_over_by_another_process_stops_and_leaves_the_finish_to_it(
+    tmp_path: Path,
+) -> None:
+    from sqlalchemy import update
+
+    from hybridvideo.catalog.sql.models import MigrationRunRow, utcnow
+
+    with delivery_world(tmp_path) as world:
+        rig = make_rig(world)
+        rig.service._runner._heartbeat_every = 0.05  # type: ignore[attr-defined]
+        for n in range(40):
+            rig.add(n)
+        run = rig.service.start(build_scan(), MigrationOptions(concurrency=1))
+        taken: list[str] = []
+
+        class TakeOverAtThird:
+            """Another process finds the run dead (heartbeat aged by hand) and claims it."""
+
+            def listing(self, videos: int) -> None: ...
+
+            def started(self, total: int) -> None: ...
+
+            def advanced(self, item: Any) -> None:
+                if taken or len(world.copies) < 3:
+                    return
+                for _ in range(50):  # the old executor's heartbeat may land in between
+                    with world.catalog_engine.begin() as conn:
+                        conn.execute(
+                            update(MigrationRunRow)
+                            .where(MigrationRunRow.id == run.id)
+                            .values(heartbeat_at=utcnow() - timedelta(minutes=5))
+                        )
+                    try:
+                        taken.append(rig.journal.claim_run(run.id, total=40).owner or "")
+                        return
+                    except Conflict:
+                        continue
+
+        report = rig.service.execute(run, sink=TakeOverAtThird())
+        assert taken, "the takeover never happened"
+        assert len(report.items) < 40
+        after = rig.journal.get_run(run.id)
+        assert after.owner == taken[0] and after.state == RunState.RUNNING  # not finished by us

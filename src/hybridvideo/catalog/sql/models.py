@@ -168,6 +168,8 @@ class VideoSpec(Timestamps, Base):
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
+    #: Stream's ``modified`` of the last report applied about ``stream_uid``.
+    stream_modified: Mapped[datetime | None]
 
     video: Mapped[Video] = relationship(back_populates="spec")
 
@@ -244,6 +246,8 @@ class MigrationRunRow(Base):
     total: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
     parent_id: Mapped[str | None] = mapped_column(String(36))
+    #: Who executes the run now (a token per claim): a process that lost it stops.
+    owner: Mapped[str | None] = mapped_column(String(36))
 
 
 class MigrationItemRow(Base):

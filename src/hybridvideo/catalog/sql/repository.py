@@ -12,6 +12,8 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from types import EllipsisType
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Select, and_, func, or_, select, text
@@ -346,6 +348,8 @@ class SqlCatalog:
         stream_uid: str | None = None,
         error: str | None = None,
         note: tuple[str, dict[str, Any]] | None = None,
+        expected_uid: str | None | EllipsisType = ...,
+        modified: datetime | None = None,
     ) -> VideoState:
         status = StreamStatus(status)
         if stream_uid is not None:
@@ -354,14 +358,30 @@ class SqlCatalog:
             with self._tx(write=True) as session:
                 video = self._load(session, video_id, lock=True)
                 spec = video.spec
+                if expected_uid is not ... and spec.stream_uid != expected_uid:
+                    raise Conflict(
+                        "the video's Stream copy changed meanwhile",
+                        detail=f"expected {expected_uid}, found {spec.stream_uid}",
+                    )
                 current = StreamStatus(spec.stream_status)
-                check_transition(current, status)
                 uid = spec.stream_uid if stream_uid is None else stream_uid
+                if (
+                    modified is not None
+                    and uid == spec.stream_uid
+                    and spec.stream_modified is not None
+                    and modified < spec.stream_modified
+                ):
+                    return video.to_state()  # an older report about the same copy
+                check_transition(current, status)
                 reason: str | None = None
                 if status == StreamStatus.ERROR:
                     # A repeated ERROR without a reason keeps the one already recorded.
                     keep = spec.stream_error if current == StreamStatus.ERROR else None
                     reason = error if error is not None else keep
+                if uid != spec.stream_uid:
+                    spec.stream_modified = None  # a new copy: its reports start afresh
+                if modified is not None:
+                    spec.stream_modified = modified
                 if (status, uid, reason) == (current, spec.stream_uid, spec.stream_error):
                     if note is not None:
                         self._record(session, video_id, note[0], note[1])

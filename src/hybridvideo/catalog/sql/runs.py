@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hybridvideo.catalog.sql.engine import WRITE_OPTION, translate_errors
-from hybridvideo.catalog.sql.models import MigrationItemRow, MigrationRunRow, utcnow
+from hybridvideo.catalog.sql.models import MigrationItemRow, MigrationRunRow, new_id, utcnow
 from hybridvideo.errors import Conflict, InvalidInput, NotFound
 from hybridvideo.migrate.journal import (
     MigrationRun,
@@ -43,6 +43,7 @@ def _run(row: MigrationRunRow, counts: dict[str, int]) -> MigrationRun:
         counts=counts,
         error=row.error,
         parent_id=row.parent_id,
+        owner=row.owner,
     )
 
 
@@ -56,6 +57,11 @@ def _item(row: MigrationItemRow) -> RunItem:
         requests=row.requests,
         updated_at=row.updated_at,
     )
+
+
+def _check_owner(row: MigrationRunRow, owner: str | None) -> None:
+    if owner is not None and row.owner != owner:
+        raise Conflict(f"migration run {row.id} was taken over by another process")
 
 
 class SqlRunJournal:
@@ -87,6 +93,7 @@ class SqlRunJournal:
                 options=dict(new.options),
                 total=max(0, new.total),
                 parent_id=new.parent_id,
+                owner=new_id() if running else None,
             )
             session.add(row)
             session.flush()
@@ -128,19 +135,30 @@ class SqlRunJournal:
             row.finished_at = None
             row.error = None
             row.total = max(0, total)
+            row.owner = new_id()
             session.flush()
             return _run(row, self._counts(session, [run_id]).get(run_id, {}))
 
-    def heartbeat(self, run_id: str) -> None:
+    def heartbeat(self, run_id: str, *, owner: str | None = None) -> None:
         with self._tx(write=True) as session:
-            self._load(session, run_id).heartbeat_at = utcnow()
+            row = self._load(session, run_id, lock=True)
+            _check_owner(row, owner)
+            row.heartbeat_at = utcnow()
 
-    def finish_run(self, run_id: str, state: RunState, *, error: str | None = None) -> MigrationRun:
+    def finish_run(
+        self,
+        run_id: str,
+        state: RunState,
+        *,
+        error: str | None = None,
+        owner: str | None = None,
+    ) -> MigrationRun:
         if state not in (RunState.FINISHED, RunState.INTERRUPTED, RunState.FAILED):
             raise InvalidInput("a run finishes as finished, interrupted or failed")
         now = utcnow()
         with self._tx(write=True) as session:
             row = self._load(session, run_id, lock=True)
+            _check_owner(row, owner)
             row.state = state.value
             row.finished_at = now
             row.heartbeat_at = now

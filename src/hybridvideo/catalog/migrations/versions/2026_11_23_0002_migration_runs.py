@@ -1,4 +1,5 @@
-"""Migration run journal, and an index for walking videos oldest first.
+"""Migration run journal, an index for walking videos oldest first, and the time of the
+last Stream report applied to a video (webhooks arrive out of order).
 
 Revision ID: 0002
 Revises: 0001
@@ -22,6 +23,8 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_index("ix_videos_created_at_id", "videos", ["created_at", "id"])
+    with op.batch_alter_table("video_specs") as batch:
+        batch.add_column(sa.Column("stream_modified", sa.DateTime(timezone=True), nullable=True))
 
     op.create_table(
         "migration_runs",
@@ -36,6 +39,7 @@ def upgrade() -> None:
         sa.Column("total", sa.Integer(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("parent_id", sa.String(36), nullable=True),
+        sa.Column("owner", sa.String(36), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_migration_runs")),
     )
     op.create_index(op.f("ix_migration_runs_created_at"), "migration_runs", ["created_at"])
@@ -71,4 +75,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("migration_items")
     op.drop_table("migration_runs")
+    with op.batch_alter_table("video_specs") as batch:
+        batch.drop_column("stream_modified")
     op.drop_index("ix_videos_created_at_id", table_name="videos")
