@@ -46,6 +46,7 @@ from hybridvideo.delivery.service import (
     MISSING_MESSAGE,
     VIDEO_ID_META,
     DeliveryService,
+    master_of,
 )
 from hybridvideo.domain.video import ScanCursor, StreamStatus, VideoScan, VideoState
 from hybridvideo.errors import BackendUnavailable, InvalidInput, NotFound
@@ -260,6 +261,8 @@ class _Listed(NamedTuple):
     state: str
     created: datetime | None
     video_id: str | None
+    #: ``(bucket, key)`` of its master, from its meta.
+    master: tuple[str, str] | None = None
 
 
 def _video_id_of(video: StreamVideo) -> str | None:
@@ -378,7 +381,13 @@ class Reconciler:
                 row = rows.get(video.uid)
                 if row is None:
                     unpointed.append(
-                        _Listed(video.uid, video.state, video.created, _video_id_of(video))
+                        _Listed(
+                            video.uid,
+                            video.state,
+                            video.created,
+                            _video_id_of(video),
+                            master_of(video),
+                        )
                     )
                 elif row.stuck:
                     stuck_seen[video.uid] = video
@@ -524,6 +533,10 @@ class Reconciler:
         if item.video_id is None:
             return base
         video = self._reread(item.video_id)
+        if video is None and item.master is not None:
+            # A catalog rebuilt from the bucket gives the master a new id; `migrate` adopts
+            # the old copy by its archive key, so it is judged as that video's copy.
+            video = self._catalog.find_by_archive_key(*item.master)
         if video is None:
             return _with(
                 base,

@@ -53,6 +53,7 @@ log = logging.getLogger("hybridvideo.delivery")
 #: the title): how a copy whose answer was lost is found again instead of made twice.
 VIDEO_ID_META = "hybridvideo_video_id"
 ARCHIVE_KEY_META = "hybridvideo_archive_key"
+ARCHIVE_BUCKET_META = "hybridvideo_archive_bucket"
 #: The master's presigned URL lives this long: Stream fetches when the copy leaves its
 #: queue (120 in flight per account at most), which in a large migration takes hours.
 SOURCE_URL_SECONDS = 24 * 3600
@@ -86,7 +87,17 @@ def copy_meta(video: VideoState) -> dict[str, str]:
         "name": video.title,
         VIDEO_ID_META: video.id,
         ARCHIVE_KEY_META: video.spec.archive_key,
+        ARCHIVE_BUCKET_META: video.spec.archive_bucket,
     }
+
+
+def master_of(copy: StreamVideo) -> tuple[str, str] | None:
+    """``(bucket, key)`` of the master a copy was made from, as its ``meta`` says."""
+    bucket = copy.meta.get(ARCHIVE_BUCKET_META)
+    key = copy.meta.get(ARCHIVE_KEY_META)
+    if isinstance(bucket, str) and bucket and isinstance(key, str) and key:
+        return bucket, key
+    return None
 
 
 def _positive(value: float | None) -> float | None:

@@ -37,10 +37,10 @@ from typing import Any, Protocol
 
 from hybridvideo.catalog.base import Catalog
 from hybridvideo.delivery.service import (
-    ARCHIVE_KEY_META,
     VIDEO_ID_META,
     DeliveryService,
     Sent,
+    master_of,
 )
 from hybridvideo.domain.video import StreamStatus, VideoScan, VideoState
 from hybridvideo.errors import (
@@ -130,7 +130,8 @@ class StreamIndex:
 
     listed_at: datetime
     by_id: dict[str, list[StreamVideo]] = field(default_factory=dict)
-    by_key: dict[str, list[StreamVideo]] = field(default_factory=dict)
+    #: By ``(bucket, key)`` of the master.
+    by_key: dict[tuple[str, str], list[StreamVideo]] = field(default_factory=dict)
     seen: int = 0
 
     @classmethod
@@ -145,11 +146,11 @@ class StreamIndex:
         for video in stream.list():
             index.seen += 1
             video_id = video.meta.get(VIDEO_ID_META)
-            key = video.meta.get(ARCHIVE_KEY_META)
+            master = master_of(video)
             if isinstance(video_id, str) and video_id:
                 index.by_id.setdefault(video_id, []).append(video)
-            if isinstance(key, str) and key:
-                index.by_key.setdefault(key, []).append(video)
+            if master is not None:
+                index.by_key.setdefault(master, []).append(video)
             if on_progress is not None and index.seen % 1000 == 0:
                 on_progress(index.seen)
         if on_progress is not None:
@@ -507,7 +508,8 @@ class MigrationRunner:
         if mine:
             return list(mine)
         adoptable: list[StreamVideo] = []
-        for copy in index.by_key.get(video.spec.archive_key, []):
+        master = (video.spec.archive_bucket, video.spec.archive_key)
+        for copy in index.by_key.get(master, []):
             owner = copy.meta.get(VIDEO_ID_META)
             if not isinstance(owner, str) or not owner:
                 adoptable.append(copy)

@@ -22,7 +22,13 @@ from hybridvideo.delivery.reconcile import (
     Reconciler,
     ReconcileReport,
 )
-from hybridvideo.delivery.service import FAILED, READY
+from hybridvideo.delivery.service import (
+    ARCHIVE_BUCKET_META,
+    FAILED,
+    READY,
+    VIDEO_ID_META,
+    copy_meta,
+)
 from hybridvideo.domain.video import StreamStatus, VideoState
 from hybridvideo.errors import BackendUnavailable, InvalidInput
 from tests.unit.delivery.reconcile_world import (
@@ -423,3 +429,20 @@ def test_the_report_is_json_for_the_cli(world: World, clip: Callable[[], VideoSt
         }
     ]
     assert document["options"]["stuck_after_seconds"] == 1800.0
+
+
+def test_a_copy_from_an_earlier_catalog_is_judged_by_its_master_not_deleted(
+    world: World, clip: Callable[[], VideoState]
+) -> None:
+    video = clip()
+    # A catalog rebuilt from the bucket: the copy names an id that no longer exists, but
+    # the same bucket and key as a video with no copy — migrate adopts it by that key.
+    stale = {**copy_meta(video), VIDEO_ID_META: "0" * 36}
+    rebuilt = world.stream.copy_from_url("http://archive.test/a.mp4", meta=stale).uid
+    other_bucket = {**stale, ARCHIVE_BUCKET_META: "some-other-bucket"}
+    elsewhere = world.stream.copy_from_url("http://archive.test/b.mp4", meta=other_bucket).uid
+    report = run(world, delete_orphans=True)
+    found = by_uid(report.orphans)
+    assert found[rebuilt].kind == "adoptable" and found[rebuilt].action is not Action.DELETED
+    assert found[elsewhere].kind == "video_gone" and found[elsewhere].action is Action.DELETED
+    assert rebuilt in {v.uid for v in world.stream.list()}
