@@ -7,17 +7,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
 from hybridvideo.api.app import create_app
 from hybridvideo.cli.main import app
 from hybridvideo.config import load_settings
 from hybridvideo.container import build_container
 from hybridvideo.stream.tokens import SigningKey, sign_token, verify_token
+from tests.cli_runner import invoke
 from tests.services import free_port, serve_asgi
 
 pytestmark = pytest.mark.slow
-runner = CliRunner()
 
 
 def test_keys_create_store_print_and_revoke(
@@ -30,7 +29,7 @@ def test_keys_create_store_print_and_revoke(
     assert container.engine is not None
     try:
         with serve_asgi(create_app(container, run_worker=False), port=port):
-            made = runner.invoke(app, ["keys", "create", "--data-dir", str(data)])
+            made = invoke(app, ["keys", "create", "--data-dir", str(data)])
             assert made.exit_code == 0, made.stderr
             stored = json.loads((data / "signing-key.json").read_text())
             assert (data / "signing-key.json").stat().st_mode & 0o777 == 0o600
@@ -39,10 +38,10 @@ def test_keys_create_store_print_and_revoke(
             assert stored["id"] in live
             verify_token(sign_token(key, "a" * 32), keys=live)
 
-            again = runner.invoke(app, ["keys", "create", "--data-dir", str(data)])
+            again = invoke(app, ["keys", "create", "--data-dir", str(data)])
             assert again.exit_code == 1 and "--force" in again.stderr
 
-            printed = runner.invoke(app, ["keys", "create", "--print", "--data-dir", str(data)])
+            printed = invoke(app, ["keys", "create", "--print", "--data-dir", str(data)])
             assert printed.exit_code == 0
             lines = dict(line.split("=", 1) for line in printed.stdout.split())
             assert SigningKey.from_pem_b64(
@@ -51,12 +50,12 @@ def test_keys_create_store_print_and_revoke(
 
             # doctor reaches the Stream API the client is pointed at, and says when it can't.
             monkeypatch.setenv("HYBRIDVIDEO_STREAM_API_URL", f"http://127.0.0.1:{port}/client/v4")
-            doctor = runner.invoke(app, ["doctor", "--data-dir", str(data)])
+            doctor = invoke(app, ["doctor", "--data-dir", str(data)])
             assert doctor.exit_code == 0, doctor.stdout
             assert "video(s) stored" in doctor.stdout
             monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", container.engine.account_id)
             monkeypatch.setenv("CLOUDFLARE_STREAM_TOKEN", "wrong-token-wrong-token")
-            doctor = runner.invoke(app, ["doctor", "--data-dir", str(data)])
+            doctor = invoke(app, ["doctor", "--data-dir", str(data)])
             assert doctor.exit_code == 1 and "CLOUDFLARE_STREAM_TOKEN" in doctor.stdout
             for name in (
                 "HYBRIDVIDEO_STREAM_API_URL",
@@ -65,15 +64,15 @@ def test_keys_create_store_print_and_revoke(
             ):
                 monkeypatch.delenv(name)
 
-            revoked = runner.invoke(app, ["keys", "revoke", stored["id"], "--data-dir", str(data)])
+            revoked = invoke(app, ["keys", "revoke", stored["id"], "--data-dir", str(data)])
             assert revoked.exit_code == 0
             assert stored["id"] not in container.engine.store.live_public_keys(
                 container.engine.account_id
             )
-            bad = runner.invoke(app, ["keys", "revoke", "f" * 32, "--data-dir", str(data)])
+            bad = invoke(app, ["keys", "revoke", "f" * 32, "--data-dir", str(data)])
             assert bad.exit_code == 1 and "not found" in bad.stderr.lower()
         # With the engine down the command says so instead of a traceback.
-        down = runner.invoke(app, ["keys", "create", "--force", "--data-dir", str(data)])
+        down = invoke(app, ["keys", "create", "--force", "--data-dir", str(data)])
         assert down.exit_code == 1 and "cannot reach" in down.stderr
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/healthz")

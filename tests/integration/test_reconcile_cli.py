@@ -9,7 +9,6 @@ ingest would (``ready``); everything else is the real API.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from hybridvideo.config import load_settings
 from hybridvideo.container import Container, build_container
 from hybridvideo.delivery.service import VIDEO_ID_META
 from hybridvideo.domain.video import StreamStatus, VideoState
+from tests.cli_runner import invoke
 from tests.services import free_port, serve_asgi
 
 S = StreamStatus
@@ -63,16 +63,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Containe
 def reconcile(container: Container, tmp_path: Path, *args: str) -> tuple[int, str, dict[str, Any]]:
     report = tmp_path / f"report-{len(list(tmp_path.glob('report-*')))}.json"
     data_dir = str(container.settings.data_dir)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        result = runner.invoke(
-            cli_app(), ["reconcile", *args, "--json", str(report), "--data-dir", data_dir]
-        )
-    finally:
-        # The command points logging at the runner's stderr, closed once it returns; the
-        # server thread keeps logging requests.
-        root.handlers[:], root.level = handlers, level
+    result = invoke(cli_app(), ["reconcile", *args, "--json", str(report), "--data-dir", data_dir])
     document = json.loads(report.read_text()) if report.exists() else {}
     return result.exit_code, result.stdout + result.stderr, document
 
