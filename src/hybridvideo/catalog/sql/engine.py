@@ -30,6 +30,7 @@ from sqlalchemy.exc import (
     ProgrammingError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from hybridvideo.errors import BackendUnavailable, InvalidInput
@@ -100,6 +101,22 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION) else "BEGIN")
 
 
+class Transactions:
+    """Short transactions on one engine, for every repository on it: a reader, or a writer
+    (``BEGIN IMMEDIATE`` on SQLite); driver errors come out as domain errors."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._reader = sessionmaker(engine, expire_on_commit=False)
+        self._writer = sessionmaker(
+            engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
+        )
+
+    @contextmanager
+    def __call__(self, *, write: bool = False) -> Iterator[Session]:
+        with translate_errors(), (self._writer if write else self._reader).begin() as session:
+            yield session
+
+
 def driver_text(exc: Exception) -> str:
     """The driver's own message, for ``detail`` (logged, never shown to clients)."""
     return str(exc.orig) if isinstance(exc, DBAPIError) and exc.orig is not None else str(exc)
@@ -138,6 +155,7 @@ def _lower(value: str | None) -> str | None:
 
 __all__ = [
     "NOT_MIGRATED",
+    "Transactions",
     "SQLITE_BUSY_TIMEOUT_MS",
     "UNREACHABLE",
     "WRITE_OPTION",

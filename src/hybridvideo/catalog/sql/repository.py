@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from types import EllipsisType
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Select, and_, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, contains_eager, sessionmaker
+from sqlalchemy.orm import Session, contains_eager
 
 from hybridvideo.catalog.base import VideoEvent, VideoPage
 from hybridvideo.catalog.sql.engine import (
     NOT_MIGRATED,
-    WRITE_OPTION,
+    Transactions,
     driver_text,
     translate_errors,
 )
@@ -133,15 +131,7 @@ class SqlCatalog:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._reader = sessionmaker(engine, expire_on_commit=False)
-        self._writer = sessionmaker(
-            engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
-        )
-
-    @contextmanager
-    def _tx(self, *, write: bool = False) -> Iterator[Session]:
-        with translate_errors(), (self._writer if write else self._reader).begin() as session:
-            yield session
+        self._tx = Transactions(engine)
 
     # -- reads ---------------------------------------------------------------------------
 

@@ -7,13 +7,12 @@ a resumed run that reaches a video again replaces its outcome instead of countin
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 from sqlalchemy import Engine, func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from hybridvideo.catalog.sql.engine import WRITE_OPTION, translate_errors
+from hybridvideo.catalog.sql.engine import Transactions
 from hybridvideo.catalog.sql.models import MigrationItemRow, MigrationRunRow, new_id, utcnow
 from hybridvideo.errors import Conflict, InvalidInput, NotFound
 from hybridvideo.migrate.journal import (
@@ -66,15 +65,7 @@ def _check_owner(row: MigrationRunRow, owner: str | None) -> None:
 
 class SqlRunJournal:
     def __init__(self, engine: Engine) -> None:
-        self._reader = sessionmaker(engine, expire_on_commit=False)
-        self._writer = sessionmaker(
-            engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
-        )
-
-    @contextmanager
-    def _tx(self, *, write: bool = False) -> Iterator[Session]:
-        with translate_errors(), (self._writer if write else self._reader).begin() as session:
-            yield session
+        self._tx = Transactions(engine)
 
     # -- runs ------------------------------------------------------------------------------
 
