@@ -270,3 +270,42 @@ class MigrationItemRow(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     requests: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PlaybackGrantRow(Base):
+    """An explicit right to play one video (issue 6's "grants" policy)."""
+
+    __tablename__ = "playback_grants"
+    __table_args__ = (UniqueConstraint("video_id", "subject"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    video_id: Mapped[str] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    #: The viewer's id as the app's identity provider names it (JWT ``sub``).
+    subject: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    created_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class QoeBeaconRow(Base):
+    """One player beacon (startup, rebuffer, error, bitrate switch, watch time), as sent.
+
+    Kept raw so the telemetry issue can compute KPIs per cohort later; no foreign key, so
+    beacons outlive a deleted video.
+    """
+
+    __tablename__ = "qoe_beacons"
+    __table_args__ = (Index("ix_qoe_beacons_video_id_received_at", "video_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    session_id: Mapped[str] = mapped_column(String(64), index=True)
+    video_id: Mapped[str | None] = mapped_column(String(36))
+    viewer: Mapped[str | None] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    cohort: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
