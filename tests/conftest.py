@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,3 +55,14 @@ def make_clip(path: Path, *, seconds: float = 1.0, size: str = "160x90") -> Path
 @pytest.fixture(scope="session")
 def sample_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_clip(tmp_path_factory.mktemp("media") / "sample.mp4")
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """A test that configures logging (a CLI command, `build_container`) points the root
+    logger at its captured stderr, closed when the test ends; servers shared with later
+    tests would then log into a closed file. Put the root logger back after each test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
