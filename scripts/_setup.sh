@@ -30,7 +30,8 @@ if [ ! -f "$STAMP" ]; then
   touch "$STAMP"
 fi
 # The admin pages' JavaScript: web/ (tus-js-client, bundled by esbuild) builds
-# src/hybridvideo/api/static/admin/{upload,migrations}.js. Optional: without Node.js the
+# src/hybridvideo/api/static/admin/{upload,migrations}.js and static/player/player.js (the
+# reference player, with hls.js). Optional: without Node.js the
 # server and the API work, only /admin/upload and /admin/migrations answer 503 naming the
 # fix. Stamps (like the pip one above) make a repeated run cost nothing: `npm ci` reruns
 # only when package-lock.json changed, the build only when web/'s sources did or a bundle
@@ -55,10 +56,12 @@ else
   fi
   # One bundle per web/src/*.js entry (the entries of `npm run build` in web/package.json).
   BUNDLES_MISSING=0
-  for BUNDLE in upload.js migrations.js; do
-    [ -f "src/hybridvideo/api/static/admin/$BUNDLE" ] || BUNDLES_MISSING=1
+  for BUNDLE in admin/upload.js admin/migrations.js player/player.js; do
+    [ -f "src/hybridvideo/api/static/$BUNDLE" ] || BUNDLES_MISSING=1
   done
-  BUILD_STAMP="web/node_modules/.built-$(cat web/package.json web/package-lock.json web/src/*.js | sha256sum | cut -c1-16)"
+  # Entries are web/src/*.js; their helpers live in sub-folders (web/src/player/), so the
+  # stamp covers every source file under web/src.
+  BUILD_STAMP="web/node_modules/.built-$(cat web/package.json web/package-lock.json $(find web/src -name '*.js' | LC_ALL=C sort) | sha256sum | cut -c1-16)"
   if [ -f "$NPM_STAMP" ] && { [ ! -f "$BUILD_STAMP" ] || [ "$BUNDLES_MISSING" = 1 ]; }; then
     if (cd web && npm run --silent build >/dev/null 2>&1); then
       rm -f web/node_modules/.built-*

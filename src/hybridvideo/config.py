@@ -142,6 +142,49 @@ class Settings(BaseSettings):
     stream_require_signed_urls: bool = Field(
         True, description="Copies play only with a signed token (Stream's requireSignedURLs)."
     )
+    stream_delivery_url: str | None = Field(
+        None, description="Cloudflare's customer delivery base (https://customer-CODE...)."
+    )
+    # Playback (issue 6): the app's viewer identity, the policy, the tokens handed out
+    playback_policy: str = Field(
+        "owner,grant,admin",
+        max_length=200,
+        description="Rules tried in order: public, signed_in, owner, grant, admin.",
+    )
+    playback_public_collections: str = Field(
+        "", max_length=2000, description="Comma-separated collections anyone may play."
+    )
+    playback_jwt_secret: SecretStr | None = Field(
+        None, description="HS256 shared secret of the app's viewer JWTs (Supabase's JWT secret)."
+    )
+    playback_jwks_url: str | None = Field(
+        None, description="JWKS URL of the app's identity provider (RS256/ES256 viewer JWTs)."
+    )
+    playback_jwt_algorithms: str = Field(
+        "", max_length=200, description="Accepted viewer JWT algorithms (default: by the keys)."
+    )
+    playback_jwt_issuer: str | None = Field(None, max_length=500)
+    playback_jwt_audience: str | None = Field(None, max_length=500)
+    playback_jwt_leeway: int = Field(30, ge=0, le=600)
+    playback_jwks_refresh_seconds: float = Field(
+        60.0, ge=0, le=86_400, description="Least seconds between JWKS fetches for unknown kids."
+    )
+    playback_admin_claim: str = Field(
+        "role=admin", min_length=3, max_length=200, description="claim=value that makes an admin."
+    )
+    playback_token_ttl: int = Field(
+        3600, ge=60, le=86_400, description="Seconds a playback token stays valid (max 24 h)."
+    )
+    playback_bind_ip: bool = Field(
+        False, description="Bind playback tokens to the viewer's IP (an ip.src access rule)."
+    )
+    playback_downloadable: bool = Field(False, description="Tokens allow MP4 downloads.")
+    playback_token_cache_seconds: float = Field(
+        60.0, ge=0, le=3600, description="Reuse a minted token this long (0: off)."
+    )
+    playback_retry_after: int = Field(
+        30, ge=1, le=3600, description="Retry-After of the 202 answered for evicted videos."
+    )
     # Ingest (tus at /files/, direct and legacy uploads)
     upload_max_size: int = Field(
         64 * 1024**3, ge=1, le=2**53, description="Largest upload in bytes (Tus-Max-Size)."
@@ -161,6 +204,22 @@ class Settings(BaseSettings):
         False, description="Keep the deprecated base64 JSON upload endpoint."
     )
     cors_origins: list[str] = Field(default_factory=list)
+    # The reference player (/watch, /embed) and its QoE beacons; plain settings until the
+    # flags issue turns them into per-viewer flags.
+    player_segment_cache: bool = Field(
+        True, description="Keep played segments in the Cache API (a replay refetches none)."
+    )
+    player_preload_next: bool = Field(
+        True, description="Preload the first segments of the next video of a list (?next=ID)."
+    )
+    player_abr: bool = Field(True, description="Adaptive bitrate; off locks the top rendition.")
+    player_debug: bool = Field(False, description="Verbose hls.js and player logs in the console.")
+    player_embed_origins: list[str] = Field(
+        default_factory=list, description="Origins that may frame /embed/{id} (frame-ancestors)."
+    )
+    player_cohort: str = Field(
+        "default", max_length=64, description="The flag cohort reported with every QoE beacon."
+    )
     metrics_public: bool = Field(
         False, description="Serve /metrics without the admin token (scrapers on a private net)."
     )
@@ -201,6 +260,8 @@ class Settings(BaseSettings):
         "s3_endpoint_url",
         "stream_api_url",
         "engine_delivery_url",
+        "stream_delivery_url",
+        "playback_jwks_url",
     )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -220,7 +281,7 @@ class Settings(BaseSettings):
             raise ValueError("must be the 32-character hex account id from the dashboard")
         return value
 
-    @field_validator("admin_token", "secret_key", "stream_webhook_secret")
+    @field_validator("admin_token", "secret_key", "stream_webhook_secret", "playback_jwt_secret")
     @classmethod
     def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or value.get_secret_value() == "":

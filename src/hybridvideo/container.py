@@ -30,10 +30,12 @@ from hybridvideo.ingest.tus.store import UploadStore
 from hybridvideo.migrate.journal import RunJournal
 from hybridvideo.migrate.runner import MigrationRunner
 from hybridvideo.migrate.service import MigrationService
+from hybridvideo.playback.service import PlaybackService
 from hybridvideo.queue.base import TaskQueue
 from hybridvideo.stream.base import StreamProvider
 from hybridvideo.stream.ratelimit import RateLimitedStream, RateLimiter, RetryPolicy
 from hybridvideo.stream.webhooks import MemoryReplayCache, ReplayCache
+from hybridvideo.telemetry.qoe import BeaconStore
 from hybridvideo.videos.service import VideoService
 
 log = logging.getLogger("hybridvideo")
@@ -68,6 +70,10 @@ class Container:
     admin_token_generated: bool = False
     #: The built-in Stream engine, when this process runs it (``settings.runs_engine``).
     engine: EngineRuntime | None = None
+    #: QoE beacons from the reference player (``POST /api/v1/telemetry/qoe``).
+    beacons: BeaconStore | None = None
+    #: Authorized playback: viewer JWTs, policy, grants, signed Stream URLs (issue 6).
+    playback: PlaybackService | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def close(self) -> None:
@@ -290,6 +296,86 @@ def build_catalog_and_journal(
     return SqlCatalog(engine), SqlRunJournal(engine), engine.dispose
 
 
+def build_playback(
+    settings: Settings,
+    *,
+    catalog: Catalog,
+    archive: ArchiveStore,
+    queue: TaskQueue,
+    stream: StreamProvider,
+) -> PlaybackService:
+    """The playback service: identity from the app's JWTs, the policy, the token minter."""
+    from hybridvideo.catalog.sql.grants import SqlGrantStore
+    from hybridvideo.jobs import deliver_video
+    from hybridvideo.playback.identity import JwksCache, ViewerAuthenticator, parse_algorithms
+    from hybridvideo.playback.keys import load_signing_key
+    from hybridvideo.playback.minter import TokenMinter
+    from hybridvideo.playback.policy import (
+        AdminClaim,
+        PlaybackPolicy,
+        parse_collections,
+        parse_rules,
+    )
+
+    secret = settings.playback_jwt_secret
+    jwks_url = settings.playback_jwks_url
+    authenticator = ViewerAuthenticator(
+        secret=secret.get_secret_value() if secret else None,
+        jwks=JwksCache(jwks_url, refresh_seconds=settings.playback_jwks_refresh_seconds)
+        if jwks_url
+        else None,
+        algorithms=parse_algorithms(
+            settings.playback_jwt_algorithms, has_secret=secret is not None, has_jwks=bool(jwks_url)
+        ),
+        issuer=settings.playback_jwt_issuer,
+        audience=settings.playback_jwt_audience,
+        leeway=settings.playback_jwt_leeway,
+    )
+    grants = SqlGrantStore.on_catalog(catalog)
+    policy = PlaybackPolicy(
+        parse_rules(settings.playback_policy),
+        grants=grants,
+        admin_claim=AdminClaim.parse(settings.playback_admin_claim),
+        public_collections=parse_collections(settings.playback_public_collections),
+    )
+    key_setting = settings.stream_signing_key
+    minter = TokenMinter(
+        key=load_signing_key(
+            settings.stream_signing_key_id,
+            key_setting.get_secret_value() if key_setting else None,
+            settings.data_dir / "signing-key.json",
+        ),
+        remote=lambda uid, seconds: stream.create_token(uid, expires_in=seconds),
+        lifetime=settings.playback_token_ttl,
+        cache_seconds=settings.playback_token_cache_seconds,
+        downloadable=settings.playback_downloadable,
+    )
+    delivery_base = (
+        settings.stream_delivery_url
+        if settings.uses_cloudflare
+        else settings.stream_delivery_url or settings.resolved_engine_delivery_url
+    )
+    return PlaybackService(
+        catalog=catalog,
+        archive=archive,
+        authenticator=authenticator,
+        grants=grants,
+        policy=policy,
+        minter=minter,
+        delivery_base=delivery_base,
+        start_reimport=lambda video_id: deliver_video.enqueue(queue, video_id),
+        bind_ip=settings.playback_bind_ip,
+        retry_after=settings.playback_retry_after,
+    )
+
+
+def build_beacons(catalog: Catalog) -> BeaconStore:
+    """The QoE beacon store on the catalog's own engine."""
+    from hybridvideo.catalog.sql.beacons import SqlBeaconStore
+
+    return SqlBeaconStore.on_catalog(catalog)
+
+
 def migrate_catalog(settings: Settings) -> str | None:
     """Upgrade the catalog schema to the newest revision and return that revision."""
     from hybridvideo.catalog.sql import migrate as sql_migrate
@@ -505,6 +591,10 @@ def build_container(
         ),
         admin_token_generated=generated,
         engine=engine,
+        beacons=build_beacons(catalog),
+        playback=build_playback(
+            settings, catalog=catalog, archive=archive, queue=queue, stream=stream
+        ),
         _closers=[*closers, queue.close],
     )
     register_jobs(container)

@@ -82,6 +82,10 @@ def create_app(
         from hybridvideo.api.routers import migrations, stream_webhooks, video_delivery
 
         app.include_router(video_delivery.router)
+        from hybridvideo.api.routers import playback
+
+        app.include_router(playback.router)
+        app.include_router(playback.grants_router)
         app.include_router(migrations.router)
         app.include_router(stream_webhooks.build_router(replay_cache=container.webhook_replay))
         app.include_router(uploads.router)
@@ -89,6 +93,10 @@ def create_app(
         from hybridvideo.api.routers.admin_pages import build_admin_pages_router
 
         app.include_router(build_admin_pages_router())
+        from hybridvideo.api.routers import player_pages, telemetry
+
+        app.include_router(telemetry.build_router())
+        app.include_router(player_pages.build_player_pages_router(container.settings))
         from hybridvideo.api.ingest_mount import mount_ingest
 
         mount_ingest(app, container)

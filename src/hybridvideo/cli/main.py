@@ -18,6 +18,7 @@ import typer
 from rich.table import Table
 
 from hybridvideo.cli import migrate as migrate_commands
+from hybridvideo.cli import playback as playback_commands
 from hybridvideo.cli import reconcile as reconcile_commands
 from hybridvideo.cli.common import DataDir, _container, _settings, err, friendly_errors, out
 from hybridvideo.container import Container
@@ -521,6 +522,7 @@ def _print_video(video: VideoState) -> None:
 
 migrate_commands.register(app)
 reconcile_commands.register(app)
+playback_commands.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Player telemetry: QoE beacons from the reference player (validated, stored raw)."""
