@@ -23,8 +23,11 @@ from hybridvideo.stream.base import RateLimited
 from tests.integration.engine.modes import EngineServer, engine_server, seed_for
 
 SOURCE = "http://127.0.0.1:9/masters/clip.mp4"  # never fetched: no worker runs here
-HOLD = 1.5
-CLIENT_TIMEOUT = 0.5
+HOLD = 3.0
+#: Only the timeout case waits less than HOLD; every other case waits long enough that a
+#: loaded CI machine never turns a 500 or a cut connection into a timeout.
+CLIENT_TIMEOUT = 2.0
+PATIENT = 20.0
 FIRST_ONLY = [True, False, False]
 
 
@@ -36,13 +39,13 @@ def faulty(tmp_path: Path, kind: str, **settings: Any) -> AbstractContextManager
 
 def copy_listed(server: EngineServer) -> list[str]:
     """The videos the API lists (the second request: no fault)."""
-    return [v.uid for v in server.stream(timeout=CLIENT_TIMEOUT).list()]
+    return [v.uid for v in server.stream(timeout=PATIENT).list()]
 
 
 def test_429_is_refused_before_anything_happens(tmp_path: Path) -> None:
     with faulty(tmp_path, "429") as server:
         with pytest.raises(RateLimited) as caught:
-            server.stream(timeout=CLIENT_TIMEOUT).copy_from_url(SOURCE, name="a")
+            server.stream(timeout=PATIENT).copy_from_url(SOURCE, name="a")
         assert caught.value.retry_after == 2.0
         assert copy_listed(server) == []
 
@@ -59,7 +62,7 @@ def test_429_carries_cloudflares_body_and_retry_after(tmp_path: Path) -> None:
 def test_500_is_refused_before_anything_happens(tmp_path: Path) -> None:
     with faulty(tmp_path, "500") as server:
         with pytest.raises(BackendUnavailable) as caught:
-            server.stream(timeout=CLIENT_TIMEOUT).copy_from_url(SOURCE, name="a")
+            server.stream(timeout=PATIENT).copy_from_url(SOURCE, name="a")
         assert not isinstance(caught.value, RateLimited)
         assert "answered 500" in caught.value.message
         assert copy_listed(server) == []
@@ -69,7 +72,7 @@ def test_500_is_refused_before_anything_happens(tmp_path: Path) -> None:
 def test_500_after_makes_the_video_and_loses_the_answer(tmp_path: Path, engine_only: bool) -> None:
     with faulty(tmp_path, "500after", engine_only=engine_only) as server:
         with pytest.raises(BackendUnavailable) as caught:
-            server.stream(timeout=CLIENT_TIMEOUT).copy_from_url(SOURCE, name="a")
+            server.stream(timeout=PATIENT).copy_from_url(SOURCE, name="a")
         assert "answered 500" in caught.value.message
         listed = copy_listed(server)
         assert len(listed) == 1 and listed == server.stored_uids()
@@ -98,7 +101,7 @@ def test_a_held_answer_does_arrive_for_a_patient_client(tmp_path: Path) -> None:
 def test_drop_makes_the_video_and_cuts_the_connection(tmp_path: Path) -> None:
     with faulty(tmp_path, "drop") as server:
         with pytest.raises(BackendUnavailable) as caught:
-            server.stream(timeout=CLIENT_TIMEOUT).copy_from_url(SOURCE, name="a")
+            server.stream(timeout=PATIENT).copy_from_url(SOURCE, name="a")
         assert not isinstance(caught.value, RateLimited)
         assert "cannot reach" in caught.value.message
         assert "timed out" not in (caught.value.detail or "").lower()  # cut, not held
