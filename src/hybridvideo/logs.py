@@ -32,6 +32,14 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+    # Every HTTP request logs a line (api/app.py, RequestContext): what no format prints is
+    # not collected, as the logging HOWTO's "Optimization" section suggests. The caller
+    # lookup walks the stack on every record; thread and process names cost a lookup each.
+    # Neither format above prints them (the JSON formatter skips standard attributes).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

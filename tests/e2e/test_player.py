@@ -13,14 +13,16 @@ the page the same way, to check what the page shows.
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
+import httpx
 import jwt
 import pytest
 
@@ -61,6 +63,7 @@ class Player:
     stream: StreamProvider
     key: SigningKey
     videos: list[VideoState]
+    framer_port: int
 
     def url(self, video_id: str, viewer: str | None = None, query: str = "") -> str:
         fragment = f"#viewer={viewer}" if viewer else ""
@@ -110,19 +113,21 @@ def player_bundle() -> Path:
 def player(tmp_path_factory: pytest.TempPathFactory, player_bundle: Path) -> Iterator[Player]:
     root = tmp_path_factory.mktemp("player-e2e")
     port = free_port()
+    framer_port = free_port()  # a page that frames /embed: allowed as 127.0.0.1 only
     settings = load_settings(
         data_dir=root / "data",
         port=port,
         public_url=f"http://127.0.0.1:{port}",
         playback_jwt_secret=VIEWER_SECRET,
         playback_policy="signed_in",
+        player_embed_origins=[f"http://127.0.0.1:{framer_port}"],
     )
     container = build_container(settings, serving=True)
     subscribe_embedded_engine(container)
     stream = build_stream(settings, max_retries=0)
     app = create_app(container, run_worker=True)
     try:
-        with serve_asgi(app, port=port) as base:
+        with serve_asgi(app, port=port) as base, serve_asgi(framer, port=framer_port):
             videos = []
             for n, seconds in enumerate((3.0, 2.0)):
                 clip = make_clip(root / f"clip{n}.mp4", seconds=seconds, size="320x180")
@@ -136,7 +141,7 @@ def player(tmp_path_factory: pytest.TempPathFactory, player_bundle: Path) -> Ite
             videos = [wait_ready(container, v.id) for v in videos]
             material = stream.create_signing_key()
             key = SigningKey.from_pem_b64(material.id, material.pem)
-            yield Player(base, container, stream, key, videos)
+            yield Player(base, container, stream, key, videos, framer_port)
     finally:
         container.close()
 
@@ -234,10 +239,6 @@ def refused_token(player: Player, how: str) -> Callable[[str], str]:
     if how == "expired":
         now = int(time.time())
         return lambda uid: sign_token(key, uid, exp=now - 60, now=now - 600)
-    if how == "other_video":
-        # A well-signed token for a video this account does not hold. (A token for another
-        # video *of the account* plays that video: the token is the whole path.)
-        return lambda uid: sign_token(key, "f" * 32, expires_in=600)
     if how == "revoked_key":
         material = player.stream.create_signing_key()
         revoked = SigningKey.from_pem_b64(material.id, material.pem)
@@ -247,7 +248,7 @@ def refused_token(player: Player, how: str) -> Callable[[str], str]:
     return lambda uid: uid
 
 
-@pytest.mark.parametrize("how", ["no_token", "expired", "other_video", "revoked_key"])
+@pytest.mark.parametrize("how", ["no_token", "expired", "revoked_key"])
 def test_refused_media_requests_show_a_clear_error(player: Player, page: Page, how: str) -> None:
     video = player.videos[0]
     bad_media(page, refused_token(player, how))
@@ -268,6 +269,41 @@ def test_refused_media_requests_show_a_clear_error(player: Player, page: Page, h
     assert state["frames"] == 0
     errors = beacons_of(player, state["sessionId"], "error")
     assert errors and errors[0].data["fatal"] is True and errors[0].data["status"] in (401, 403)
+
+
+@pytest.mark.parametrize("how", ["real_other_video", "unknown_video"])
+def test_an_answer_with_another_videos_token_loads_no_media(
+    player: Player, page: Page, how: str
+) -> None:
+    """The page checks the token's ``sub`` against the answer's stream uid: a token for
+    another video (a real one of this account, which the engine would play, or one it
+    does not hold) is refused before any media request."""
+    video, other = player.videos
+    if how == "real_other_video":
+        other_answer = httpx.get(
+            f"{player.base}/api/v1/videos/{other.id}/playback",
+            headers={"Authorization": f"Bearer {viewer_jwt()}"},
+            timeout=10,
+        ).json()
+        assert other_answer["streamUid"] != video.spec.stream_uid
+        bad_media(page, lambda uid: str(other_answer["token"]))
+    else:
+        bad_media(page, lambda uid: sign_token(player.key, "f" * 32, expires_in=600))
+    delivery: list[str] = []
+    page.on("request", lambda r: delivery.append(r.url) if "/delivery/" in r.url else None)
+    page.goto(player.url(video.id, viewer_jwt()))
+    page.wait_for_function(
+        "() => window.hybridvideoPlayer && window.hybridvideoPlayer.phase === 'error'",
+        timeout=PLAY_TIMEOUT_MS,
+    )
+    page.wait_for_timeout(300)  # a late media request would show up here
+    state = page_state(page)
+    assert delivery == []
+    assert state["error"]["code"] == "answer-mismatch"
+    assert "for another video" in state["message"] and not state["messageHidden"]
+    assert state["frames"] == 0
+    errors = beacons_of(player, state["sessionId"], "error")
+    assert errors and errors[0].data["type"] == "answerMismatch"
 
 
 def test_without_a_viewer_token_the_page_asks_to_sign_in(player: Player, page: Page) -> None:
@@ -353,3 +389,97 @@ def test_a_second_play_is_served_from_the_segment_cache(player: Player, page: Pa
     assert all(url.endswith(".m3u8") for url in requests)
     startup = beacons_of(player, page_state(page)["sessionId"], "startup")
     assert startup and startup[0].data["ms"] < 15_000
+
+
+def test_the_next_videos_first_segments_are_preloaded_then_played_from_the_cache(
+    player: Player, page: Page
+) -> None:
+    first, following = player.videos
+    next_tokens: list[str] = []
+
+    def answer(response: Any) -> None:
+        if response.url.endswith(f"/videos/{following.id}/playback") and response.ok:
+            next_tokens.append(response.json()["token"])
+
+    page.on("response", answer)
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "/delivery/" in r.url else None)
+    page.goto(player.url(first.id, viewer_jwt(), query=f"?next={following.id}"))
+    wait_playing(page)
+    page.wait_for_function(
+        "() => Number(document.getElementById('player').dataset.preloaded) > 0",
+        timeout=PLAY_TIMEOUT_MS,
+    )
+    assert next_tokens, "the page never asked for the next video's playback answer"
+    preloaded = {
+        url.split("/manifest/", 1)[1]
+        for url in requests
+        if is_segment(url) and any(f"/{token}/" in url for token in next_tokens)
+    }
+    assert preloaded, requests  # fetched while the first video plays, before its own play
+    requests.clear()
+    page.goto(player.url(following.id))
+    wait_playing(page)
+    refetched = {url.split("/manifest/", 1)[1] for url in requests if is_segment(url)}
+    assert not refetched & preloaded, (refetched, preloaded)
+
+
+async def framer(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI page that frames ``?src=``: another site embedding the player."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    src = html.escape(parse_qs(scope["query_string"].decode()).get("src", [""])[0])
+    body = f'<!doctype html><iframe id="f" src="{src}" width="480" height="270"></iframe>'
+    headers = [(b"content-type", b"text/html; charset=utf-8")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body.encode()})
+
+
+def framing_page(page: Page, origin: str, embed_url: str) -> None:
+    """``origin`` (the framer app, by the name that makes it that origin) frames the embed."""
+    page.goto(f"{origin}/?{urlencode({'src': embed_url})}")
+
+
+def embedded_frame(page: Page, player: Player) -> Any:
+    for frame in page.frames:
+        if frame.url.startswith(f"{player.base}/embed/"):
+            return frame
+    return None
+
+
+def test_an_allowed_origin_frames_the_embed_and_it_plays(player: Player, page: Page) -> None:
+    video = player.videos[0]
+    embed_url = f"{player.base}/embed/{video.id}#viewer={viewer_jwt()}"
+    framing_page(page, f"http://127.0.0.1:{player.framer_port}", embed_url)
+    page.wait_for_function(
+        "() => document.getElementById('f').contentWindow && window.frames.length === 1"
+    )
+    deadline = time.monotonic() + PLAY_TIMEOUT_MS / 1000
+    frame = embedded_frame(page, player)
+    while frame is None and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+        frame = embedded_frame(page, player)
+    assert frame is not None, [f.url for f in page.frames]
+    frame.wait_for_function(
+        "() => { const v = document.getElementById('video');"
+        " return v && v.currentTime > 0.5 && v.getVideoPlaybackQuality().totalVideoFrames > 5; }",
+        timeout=PLAY_TIMEOUT_MS,
+    )
+
+
+def test_another_origin_may_not_frame_the_embed(player: Player, page: Page) -> None:
+    video = player.videos[0]
+    refusals: list[str] = []
+    page.on("console", lambda m: refusals.append(m.text) if "frame-ancestors" in m.text else None)
+    delivery: list[str] = []
+    page.on("request", lambda r: delivery.append(r.url) if "/delivery/" in r.url else None)
+    other = f"http://localhost:{player.framer_port}"  # same server, another origin
+    framing_page(page, other, f"{player.base}/embed/{video.id}#viewer={viewer_jwt()}")
+    page.wait_for_timeout(1500)
+    assert refusals, "Chromium did not report a frame-ancestors refusal"
+    frame = page.frame_locator("#f")
+    assert frame.locator("#video").count() == 0  # the player never rendered in the frame
+    assert delivery == []

@@ -6,12 +6,23 @@
 // The viewer token: `#viewer=<JWT>` (preferred: a fragment never reaches a server log) or
 // `?viewer=<JWT>` on the page URL; it is moved to sessionStorage (this tab only) and
 // removed from the address bar at once. Later visits in the tab reuse it.
-import Hls from "hls.js";
+//
+// With no viewer token, the admin token the upload page keeps in this tab's sessionStorage
+// (the newcomer path: upload, then "Play") is sent to the admin playback route instead;
+// the server allows it only while its playback policy lists the `admin` rule.
+// The light build: no subtitles, alternate audio or DRM, which the reference player does
+// not use; a smaller bundle to fetch and parse before the first frame (bench/startup.py).
+import Hls from "hls.js/dist/hls.light.mjs";
 import { BeaconQueue, newSessionId } from "./player/beacons.js";
 import { cachingLoader, preloadFirstSegments, segmentKey } from "./player/cache.js";
 
 const STORAGE_KEY = "hybridvideo.viewer";
+const ADMIN_TOKEN_KEY = "hybridvideo.upload.token"; // written by web/src/upload.js
 const MAX_RETRY_SECONDS = 30;
+// A video still being delivered (just uploaded) is asked for again this often, this long.
+const NOT_READY_RETRY_MS = 2000;
+const NOT_READY_MAX_MS = 5 * 60 * 1000;
+const TRANSIENT_STATUSES = ["NOT_DELIVERED", "PROCESSING"];
 
 const root = document.getElementById("player");
 const config = JSON.parse(root.dataset.config);
@@ -61,6 +72,15 @@ function viewerToken() {
   return sessionStorage.getItem(STORAGE_KEY);
 }
 
+// Who asks for the playback answer: the viewer's JWT, else the admin's token, else nobody.
+function credentials() {
+  const viewer = viewerToken();
+  if (viewer) return { token: viewer, admin: false };
+  const admin = (sessionStorage.getItem(ADMIN_TOKEN_KEY) || "").trim();
+  if (admin) return { token: admin, admin: true };
+  return { token: null, admin: false };
+}
+
 function setPhase(phase) {
   state.phase = phase;
   root.dataset.state = phase;
@@ -91,35 +111,55 @@ const API_MESSAGES = {
   409: "This video is not ready to play yet",
 };
 
-async function errorText(response) {
+async function errorBody(response) {
   try {
     const body = await response.json();
-    return body && body.error && typeof body.error.message === "string" ? body.error.message : "";
+    const error = body && body.error ? body.error : {};
+    return {
+      code: typeof error.code === "string" ? error.code : "",
+      message: typeof error.message === "string" ? error.message : "",
+    };
   } catch {
-    return "";
+    return { code: "", message: "" };
   }
 }
 
-async function fetchPlayback(videoId, token) {
-  const headers = token ? { Authorization: "Bearer " + token } : {};
-  return fetch(config.playbackBase + encodeURIComponent(videoId) + "/playback", {
+// A 409 for a video whose delivery is under way (e.g. uploaded seconds ago): worth waiting.
+function stillDelivering(error) {
+  return error.code === "NOT_READY" && TRANSIENT_STATUSES.some((s) => error.message.includes(`status ${s}`));
+}
+
+async function fetchPlayback(videoId, auth) {
+  const headers = auth.token ? { Authorization: "Bearer " + auth.token } : {};
+  const url = auth.admin
+    ? config.adminPlaybackBase + encodeURIComponent(videoId)
+    : config.playbackBase + encodeURIComponent(videoId) + "/playback";
+  return fetch(url, {
     headers,
     credentials: "omit",
     cache: "no-store",
   });
 }
 
-async function loadAnswer(token) {
+async function loadAnswer(auth) {
+  const started = performance.now();
   for (;;) {
     let response;
     try {
-      response = await fetchPlayback(config.videoId, token);
+      response = await fetchPlayback(config.videoId, auth);
     } catch {
       showError("network", "The server could not be reached. Check your connection and reload.");
       return null;
     }
     if (response.status === 200) return response.json();
-    const detail = await errorText(response);
+    const error = await errorBody(response);
+    const detail = error.message;
+    if (response.status === 409 && stillDelivering(error) && performance.now() - started < NOT_READY_MAX_MS) {
+      setPhase("waiting-ready");
+      showNotice(`This video is being prepared for playback (${detail}); it starts by itself when ready.`);
+      await new Promise((resolve) => setTimeout(resolve, NOT_READY_RETRY_MS));
+      continue;
+    }
     if (response.status === 202) {
       const wait = Math.min(Number(response.headers.get("Retry-After")) || 5, MAX_RETRY_SECONDS);
       setPhase("waiting-import");
@@ -239,6 +279,11 @@ function playWithHls(answer) {
     enableWorker: true,
     startLevel: -1,
     capLevelToPlayerSize: false,
+    // Startup (bench/startup.py): choose the first rendition from the default estimate
+    // instead of first loading a fragment of the lowest one to measure the link, and ask
+    // for that first fragment as soon as the playlist is known.
+    testBandwidth: false,
+    startFragPrefetch: true,
   };
   if (config.cache) {
     options.fLoader = cachingLoader(Hls.DefaultConfig.loader, (url) => segmentKey(answer.streamUid, url), log);
@@ -299,10 +344,10 @@ function playNatively(answer) {
   requestPlay();
 }
 
-async function preloadNext(token) {
+async function preloadNext(auth) {
   if (!config.next || !config.cache || !config.preload) return;
   try {
-    const response = await fetchPlayback(config.next, token);
+    const response = await fetchPlayback(config.next, auth);
     if (response.status !== 200) return;
     const answer = await response.json();
     const count = await preloadFirstSegments(answer.hls, (url) => segmentKey(answer.streamUid, url), 2);
@@ -313,11 +358,47 @@ async function preloadNext(token) {
   }
 }
 
+// The media token's claims, read without verification: the engine verifies it; the page
+// only checks that the answer it got is for the video it was asked for.
+function tokenClaims(token) {
+  const parts = typeof token === "string" ? token.split(".") : [];
+  if (parts.length !== 3) return null;
+  try {
+    const b64 = parts[1].replace(/-/g, "+").replace(/_/g, "/");
+    const claims = JSON.parse(atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4)));
+    return claims && typeof claims === "object" ? claims : null;
+  } catch {
+    return null;
+  }
+}
+
+// A playback answer whose token (or, when the server names it, video id) is for another
+// video than the one this page was opened for is refused before any media request: a
+// mixed-up proxy cache or a tampered answer must not play the wrong video under this URL.
+// A token that is not a JWT is left to the video server to accept or refuse.
+function answerMismatch(answer) {
+  if (answer.videoId !== undefined && answer.videoId !== config.videoId) return "videoId";
+  const claims = tokenClaims(answer.token);
+  if (claims && claims.sub !== answer.streamUid) return "token";
+  if (answer.token && typeof answer.hls === "string" && !answer.hls.includes(answer.token)) return "url";
+  return null;
+}
+
 async function main() {
   setPhase("loading");
-  const token = viewerToken();
-  const answer = await loadAnswer(token);
+  const auth = credentials();
+  const answer = await loadAnswer(auth);
   if (answer === null) return;
+  const mismatch = answerMismatch(answer);
+  if (mismatch !== null) {
+    beacons.push({ kind: "error", fatal: true, type: "answerMismatch", details: mismatch });
+    beacons.flush();
+    showError(
+      "answer-mismatch",
+      "The server's playback answer is for another video than this page's; nothing was loaded. Reload the page.",
+    );
+    return;
+  }
   state.answer = answer;
   clearMessage();
   if (answer.poster) video.poster = answer.poster;
@@ -334,7 +415,7 @@ async function main() {
     if (state.startupMs !== null && !video.paused) beacons.push(watchEvent(false));
     beacons.flush();
   }, 10_000);
-  video.addEventListener("playing", () => preloadNext(token), { once: true });
+  video.addEventListener("playing", () => preloadNext(auth), { once: true });
 }
 
 main();

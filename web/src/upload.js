@@ -120,6 +120,15 @@ function init () {
     el.result.className = `result ${kind || ''}`.trim()
   }
 
+  // The newcomer path: the reference player, same tab, so it finds the admin token this
+  // page keeps in sessionStorage (the player uses it when it has no viewer JWT). A video
+  // still being delivered makes the player wait and start by itself.
+  function addPlayLink (videoId) {
+    const link = $('play')
+    link.href = new URL(`../watch/${encodeURIComponent(videoId)}`, document.baseURI).pathname
+    link.parentElement.hidden = false
+  }
+
   function setButtons () {
     el.start.disabled = running || !chosenFile
     el.pause.disabled = !running
@@ -203,6 +212,7 @@ function init () {
           setStatus('Ready.')
           setResult(`Video ${videoId}`, 'ok')
           el.result.dataset.videoId = videoId
+          if (videoId) addPlayLink(videoId)
           return
         }
         if (body.state === 'failed') {
@@ -233,6 +243,7 @@ function init () {
     }
     if (!chosenFile) return
     const file = chosenFile
+    $('play').parentElement.hidden = true
     const metadata = {
       filename: file.name,
       filetype: file.type || 'application/octet-stream'

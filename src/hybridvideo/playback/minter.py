@@ -77,13 +77,29 @@ class TokenMinter:
         self._cache: OrderedDict[tuple[str, str, bool], tuple[float, MintedToken]] = OrderedDict()
 
     def mint(self, uid: str, rules: Sequence[AccessRule] = ()) -> MintedToken:
-        cache_key = (uid, json.dumps([r.to_json() for r in rules]), self.downloadable)
+        minted = self._mint(uid, rules, local_only=False)
+        if minted is None:  # pragma: no cover - only local_only answers None
+            raise RuntimeError("unreachable: a remote mint never answers None")
+        return minted
+
+    def mint_local(self, uid: str, rules: Sequence[AccessRule] = ()) -> MintedToken | None:
+        """:meth:`mint` when it needs no network (a cached token or the local key), else
+        None: the event loop may call this, never the Stream ``/token`` fallback."""
+        return self._mint(uid, rules, local_only=True)
+
+    def _mint(
+        self, uid: str, rules: Sequence[AccessRule], *, local_only: bool
+    ) -> MintedToken | None:
+        rules_key = json.dumps([r.to_json() for r in rules]) if rules else "[]"
+        cache_key = (uid, rules_key, self.downloadable)
         now = self._clock()
         if self.cache_ttl > 0:
             with self._lock:
                 hit = self._cache.get(cache_key)
                 if hit is not None and now - hit[0] < self.cache_ttl:
                     return MintedToken(hit[1].token, hit[1].expires_at, cached=True)
+        if local_only and self.key is None:
+            return None
         minted = self._sign(uid, rules, now)
         if self.cache_ttl > 0:
             with self._lock:

@@ -25,7 +25,7 @@ from hybridvideo.domain.video import StreamStatus, VideoState
 from hybridvideo.errors import ConfigurationError, Conflict, HybridVideoError, Unauthorized
 from hybridvideo.playback.grants import GrantStore
 from hybridvideo.playback.identity import Viewer, ViewerAuthenticator
-from hybridvideo.playback.minter import TokenMinter, ip_rules
+from hybridvideo.playback.minter import MintedToken, TokenMinter, ip_rules
 from hybridvideo.playback.policy import Decision, PlaybackPolicy
 
 log = logging.getLogger("hybridvideo.playback")
@@ -124,7 +124,42 @@ class PlaybackService:
     ) -> Playback | Reimporting:
         """Signed URLs for ``viewer``; ``skip_policy`` is for operators (``playback url
         --as-admin``), who hold the signing key anyway."""
-        video = self._video(video_id)
+        answer = self._answer(
+            self._video(video_id), viewer, client_ip, skip_policy=skip_policy, may_block=True
+        )
+        if answer is None:  # pragma: no cover - only may_block=False answers None
+            raise RuntimeError("unreachable: a blocking answer is never None")
+        return answer
+
+    def playback_nowait(
+        self, video_id: str, viewer: Viewer, client_ip: str | None
+    ) -> Playback | Reimporting | None:
+        """:meth:`playback` when answering needs no I/O, else None (call :meth:`playback`
+        in a thread then).
+
+        The HTTP edge calls this on the event loop: a threadpool hop per request cost more
+        than the whole answer (bench/RESULTS.md, "Playback tokens: notes"). It answers
+        from the video cache, the token cache or the local key's CPU-only signature, and
+        gives up (None) on anything that would wait: a catalog read, a policy with the
+        ``grant`` rule (a query), a re-import to queue, a presigned poster, the Stream
+        ``/token`` fallback. Errors (401/403/409) are raised exactly as by ``playback``.
+        """
+        if "grant" in self.policy.rules:
+            return None
+        video = self._cached_video(video_id, self._clock())
+        if video is None:
+            return None
+        return self._answer(video, viewer, client_ip, skip_policy=False, may_block=False)
+
+    def _answer(
+        self,
+        video: VideoState,
+        viewer: Viewer,
+        client_ip: str | None,
+        *,
+        skip_policy: bool,
+        may_block: bool,
+    ) -> Playback | Reimporting | None:
         decision = Decision.ALLOW if skip_policy else self.policy.decide(video, viewer)
         if decision is Decision.SIGN_IN:
             raise Unauthorized("sign in to play this video: send 'Authorization: Bearer <JWT>'")
@@ -132,6 +167,8 @@ class PlaybackService:
             raise PlaybackDenied("you may not play this video")
         spec = video.spec
         if spec.stream_status is StreamStatus.EVICTED:
+            if not may_block:
+                return None
             self._reimport(video.id)
             return Reimporting(video.id, self._retry_after)
         if spec.stream_status is not StreamStatus.READY or not spec.stream_uid:
@@ -141,8 +178,15 @@ class PlaybackService:
                 "playback URLs need HYBRIDVIDEO_STREAM_DELIVERY_URL "
                 "(https://customer-<CODE>.cloudflarestream.com)"
             )
+        if not may_block and spec.thumbnail_url is None and spec.sha256:
+            return None  # the poster needs the archive (a public URL or a presigned one)
         rules = ip_rules(client_ip) if self._bind_ip and client_ip else ()
-        minted = self.minter.mint(spec.stream_uid, rules)
+        if may_block:
+            minted: MintedToken | None = self.minter.mint(spec.stream_uid, rules)
+        else:
+            minted = self.minter.mint_local(spec.stream_uid, rules)
+        if minted is None:
+            return None
         base = f"{self._base}/{minted.token}"
         return Playback(
             stream_uid=spec.stream_uid,
@@ -165,16 +209,25 @@ class PlaybackService:
         if self._video_ttl <= 0:
             return self.catalog.get_video(video_id)
         now = self._clock()
-        with self._lock:
-            hit = self._videos.get(video_id)
-        if hit is not None and now - hit[0] < self._video_ttl:
-            return hit[1]
+        hit = self._cached_video(video_id, now)
+        if hit is not None:
+            return hit
         video = self.catalog.get_video(video_id)
         with self._lock:
             if len(self._videos) >= MAX_CACHED_VIDEOS:
                 self._videos.clear()
             self._videos[video_id] = (now, video)
         return video
+
+    def _cached_video(self, video_id: str, now: float) -> VideoState | None:
+        """The cached row if still fresh, else None (no catalog read)."""
+        if self._video_ttl <= 0:
+            return None
+        with self._lock:
+            hit = self._videos.get(video_id)
+        if hit is not None and now - hit[0] < self._video_ttl:
+            return hit[1]
+        return None
 
     def _reimport(self, video_id: str) -> None:
         """Queue the re-import once per ``retry_after`` per video: a burst of viewers must

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from hybridvideo.api.deps import AdminDep, ContainerDep, bearer_token
 from hybridvideo.api.errors import error_response
@@ -27,6 +28,10 @@ router = APIRouter(prefix="/api/v1/videos", tags=["playback"])
 grants_router = APIRouter(prefix="/api/v1/videos", tags=["playback"], dependencies=[AdminDep])
 
 
+#: Tokens are per viewer and short-lived: no cache may keep or share an answer.
+NO_STORE = {"Cache-Control": "private, no-store"}
+
+
 def _service(container: Container) -> PlaybackService:
     if container.playback is None:
         raise ConfigurationError("playback is not configured on this server")
@@ -34,21 +39,31 @@ def _service(container: Container) -> PlaybackService:
 
 
 @router.get("/{video_id}/playback")
-def playback(video_id: str, request: Request, container: ContainerDep) -> Response:
+async def playback(video_id: str, request: Request) -> Response:
+    """Async on purpose: the usual answer is CPU only (cached row, cached or locally signed
+    token) and is computed on the event loop; only what may wait runs in the threadpool
+    (a JWKS fetch, a catalog read, a grant query, a re-import, the Stream fallback)."""
+    container: Container = request.app.state.container
     service = _service(container)
-    viewer = service.authenticator.authenticate(bearer_token(request))
+    token = bearer_token(request)
+    if container.settings.playback_jwks_url:  # may fetch the provider's keys
+        viewer = await run_in_threadpool(service.authenticator.authenticate, token)
+    else:  # HS256 with the shared secret: CPU only
+        viewer = service.authenticator.authenticate(token)
     client_ip = request.client.host if request.client else None
     try:
-        result = service.playback(video_id, viewer, client_ip)
+        result = service.playback_nowait(video_id, viewer, client_ip)
+        if result is None:
+            result = await run_in_threadpool(service.playback, video_id, viewer, client_ip)
     except PlaybackDenied as exc:
         # 403 is mapped here: api/errors.py knows no "forbidden" domain error yet.
         return error_response(request, 403, exc.code, exc.message)
-    headers = {"Cache-Control": "private, no-store"}
     if isinstance(result, Reimporting):
-        headers["Retry-After"] = str(result.retry_after)
         body: dict[str, Any] = {"status": "reimporting", "retryAfter": result.retry_after}
-        return JSONResponse(body, status_code=202, headers=headers)
-    return JSONResponse(result.to_json(), headers=headers)
+        return JSONResponse(
+            body, status_code=202, headers={**NO_STORE, "Retry-After": str(result.retry_after)}
+        )
+    return JSONResponse(result.to_json(), headers=NO_STORE)
 
 
 class GrantIn(BaseModel):

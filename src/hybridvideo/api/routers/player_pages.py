@@ -15,10 +15,21 @@ sends the origin cross-site: the engine's ``allowedOrigins`` check needs it.
 
 The pages hold no data; the viewer's JWT comes from the page URL's fragment (or query)
 and stays in the tab's ``sessionStorage`` (see ``web/src/player.js``).
+
+**The admin as viewer** (the newcomer path: upload on ``/admin/upload``, press Play).
+A fresh server has no app and so no viewer JWT; the admin holds the admin token, kept by
+the upload page in the tab's ``sessionStorage``. With no viewer JWT, the player sends that
+token to ``GET /player/admin-playback/{id}``, which answers exactly like the playback
+endpoint, for the admin as viewer. It is allowed only while ``HYBRIDVIDEO_PLAYBACK_POLICY``
+lists the ``admin`` rule (the default does): an operator who removed it said admins do not
+watch through the app, and the admin token is then refused here (403) like any viewer.
+The admin token is no JWT, so it cannot go through the viewer authenticator; checking it
+here (constant time, ``require_admin``) keeps identity.py about the app's own users.
 """
 
 from __future__ import annotations
 
+import gzip
 import html
 import json
 import re
@@ -26,16 +37,24 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 
+from hybridvideo.api.deps import AdminDep, ContainerDep
+from hybridvideo.api.errors import error_response
 from hybridvideo.api.routers.admin_pages import CONTENT_TYPES, HTML_TYPE, _etags, _Files
 from hybridvideo.config import Settings
-from hybridvideo.errors import InvalidInput, NotFound
+from hybridvideo.errors import ConfigurationError, InvalidInput, NotFound
+from hybridvideo.playback.identity import Viewer
+from hybridvideo.playback.service import Reimporting
 from hybridvideo.telemetry.qoe import VIDEO_ID
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "player"
 BUNDLE = "player.js"
 FILES = ("player.js", "player.css")
 PLACEHOLDER = "__PLAYER_CONFIG__"
+ADMIN_PLAYBACK_BASE = "/player/admin-playback/"
+#: The viewer the admin token stands for (its ``sub`` only shows in logs and beacons).
+ADMIN_VIEWER = Viewer("admin", {"hybridvideo_admin_token": True})
 NOT_BUILT_MESSAGE = (
     "The player's JavaScript bundle is not built. Install Node.js 20 or newer, then run "
     "`npm ci && npm run build` in web/ (./scripts/serve does this when Node.js is installed)."
@@ -88,6 +107,7 @@ def page_config(settings: Settings, video_id: str, next_id: str | None) -> dict[
         "videoId": video_id,
         "next": next_id,
         "playbackBase": "/api/v1/videos/",
+        "adminPlaybackBase": ADMIN_PLAYBACK_BASE,
         "beaconUrl": "/api/v1/telemetry/qoe",
         "cache": settings.player_segment_cache,
         "preload": settings.player_preload_next,
@@ -104,6 +124,7 @@ def page_config(settings: Settings, video_id: str, next_id: str | None) -> dict[
 
 def build_player_pages_router(settings: Settings, static_dir: Path = STATIC_DIR) -> APIRouter:
     files = _Files(static_dir)
+    compressed: dict[str, bytes] = {}  # by the file's ETag: compressed once per build
     router = APIRouter(tags=["player-pages"], include_in_schema=False)
     policies = {embed: content_security_policy(settings, embed=embed) for embed in (False, True)}
 
@@ -142,6 +163,28 @@ def build_player_pages_router(settings: Settings, static_dir: Path = STATIC_DIR)
         """The embeddable player: minimal chrome, framed by the configured origins only."""
         return page(request, video_id, embed=True)
 
+    @router.get(ADMIN_PLAYBACK_BASE + "{video_id}", dependencies=[AdminDep])
+    def admin_playback(video_id: str, request: Request, container: ContainerDep) -> Response:
+        """The playback answer for the admin token's holder (see the module docstring)."""
+        service = container.playback
+        if service is None:
+            raise ConfigurationError("playback is not configured on this server")
+        if "admin" not in service.policy.rules:
+            return error_response(
+                request,
+                403,
+                "FORBIDDEN",
+                "admins may not watch here: HYBRIDVIDEO_PLAYBACK_POLICY has no 'admin' rule",
+            )
+        client_ip = request.client.host if request.client else None
+        result = service.playback(video_id, ADMIN_VIEWER, client_ip, skip_policy=True)
+        headers = {"Cache-Control": "private, no-store"}
+        if isinstance(result, Reimporting):
+            headers["Retry-After"] = str(result.retry_after)
+            body = {"status": "reimporting", "retryAfter": result.retry_after}
+            return JSONResponse(body, status_code=202, headers=headers)
+        return JSONResponse(result.to_json(), headers=headers)
+
     @router.api_route("/player/static/{name}", methods=["GET", "HEAD"])
     def static_file(name: str, request: Request) -> Response:
         """The player's script and stylesheet, by exact name."""
@@ -150,14 +193,27 @@ def build_player_pages_router(settings: Settings, static_dir: Path = STATIC_DIR)
         found = files.get(name)
         if found is None:
             raise NotFound("no such file (the player bundle may not be built)")
+        # gzip: the bundle (hls.js) is ~585 kB, ~180 kB compressed; on a 4G link that is
+        # about 0.4 s of the time to first frame (bench/startup.py).
+        use_gzip = "gzip" in request.headers.get("accept-encoding", "").lower()
+        etag = found.etag[:-1] + '-gz"' if use_gzip else found.etag
         headers = {
             **_headers(policies[False], embed=False),
             "Cache-Control": "no-cache",
-            "ETag": found.etag,
+            "ETag": etag,
+            "Vary": "Accept-Encoding",
         }
-        if found.etag in _etags(request.headers.get("if-none-match")):
+        if etag in _etags(request.headers.get("if-none-match")):
             return Response(status_code=304, headers=headers)
-        body = b"" if request.method == "HEAD" else found.body
+        body = found.body
+        if use_gzip:
+            if found.etag not in compressed:
+                if len(compressed) >= 2 * len(FILES):
+                    compressed.clear()  # older builds' files
+                compressed[found.etag] = gzip.compress(found.body, compresslevel=6, mtime=0)
+            body = compressed[found.etag]
+            headers["Content-Encoding"] = "gzip"
+        body = b"" if request.method == "HEAD" else body
         suffix = name[name.rfind(".") :]
         return Response(body, media_type=CONTENT_TYPES[suffix], headers=headers)
 
