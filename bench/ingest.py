@@ -792,7 +792,10 @@ def run_label(name: str, chunk: int | None) -> str:
 
 
 def write_section(heading: str, lines: list[str], command: str) -> None:
-    """Replace (or add) one section of RESULTS.md, leaving every other section alone."""
+    """Replace (or add) one section of RESULTS.md, leaving every other section alone.
+
+    Shared by the other benchmarks (migrate, tokens, startup) through ``from ingest import``.
+    """
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     body = "\n".join([heading, "", f"Command: `{command}`", "", *lines, ""])
     start = text.find(heading + "\n")  # the exact heading: never the hand-written notes
@@ -800,7 +803,7 @@ def write_section(heading: str, lines: list[str], command: str) -> None:
         text = text.rstrip("\n") + "\n\n" + body
     else:
         end = text.find("\n## ", start + len(heading))
-        text = text[:start] + body + (text[end + 1 :] if end >= 0 else "")
+        text = text[:start] + body + ("\n" + text[end + 1 :] if end >= 0 else "")
     RESULTS.write_text(text)
 
 

@@ -45,7 +45,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from ingest import free_port, wait_http  # bench/ is the script's folder: sys.path[0]
+import ingest  # bench/ is the script's folder: sys.path[0]
+from ingest import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -312,15 +313,7 @@ def section(outcomes: Sequence[Outcome], args: argparse.Namespace, catalog: str)
 
 
 def write_section(lines: list[str], command: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    body = f"{HEADING}\n\nCommand: `{command}`\n\n" + "\n".join(lines) + "\n"
-    start = text.find(f"\n{HEADING}\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(HEADING) + 2)
-        text = text[: start + 1] + body + (text[end:] if end != -1 else "")
-    RESULTS.write_text(text)
+    ingest.write_section(HEADING, lines, command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,7 +42,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ingest import free_port, wait_http  # bench/ is the script's folder: sys.path[0]
+import ingest  # bench/ is the script's folder: sys.path[0]
+from ingest import free_port, wait_http
 
 from hybridvideo.config import load_settings
 from hybridvideo.container import build_container
@@ -219,16 +220,7 @@ def table(results: list[dict[str, Any]], plays: int) -> list[str]:
 
 
 def write_section(lines: list[str], command: str) -> None:
-    """Replace (or add) this benchmark's section of RESULTS.md, leaving the others alone."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    body = "\n".join([HEADING, "", f"Command: `{command}`", "", *lines, ""])
-    start = text.find(HEADING + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + body + ("\n" + text[end + 1 :] if end >= 0 else "")
-    RESULTS.write_text(text)
+    ingest.write_section(HEADING, lines, command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,8 +41,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import ingest  # bench/ is the script's folder: sys.path[0]
 import jwt
-from ingest import free_port, wait_http  # bench/ is the script's folder: sys.path[0]
+from ingest import free_port, wait_http
 
 from hybridvideo.config import load_settings
 from hybridvideo.container import build_container
@@ -227,15 +228,7 @@ def run_mode(
 
 
 def write_section(lines: list[str], command: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    body = f"{HEADING}\n\nCommand: `{command}`\n\n" + "\n".join(lines) + "\n"
-    start = text.find(f"\n{HEADING}\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(HEADING) + 2)
-        text = text[: start + 1] + body + (text[end:] if end != -1 else "")
-    RESULTS.write_text(text)
+    ingest.write_section(HEADING, lines, command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

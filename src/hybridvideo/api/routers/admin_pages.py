@@ -84,7 +84,7 @@ class _Cached:
     etag: str
 
 
-class _Files:
+class PackagedFiles:
     """Reads files of one folder by exact name, once per change."""
 
     def __init__(self, folder: Path) -> None:
@@ -117,7 +117,7 @@ class _Files:
 
 def _answer(request: Request, file: _Cached, content_type: str) -> Response:
     headers = {**SECURITY_HEADERS, "Cache-Control": CACHE_CONTROL, "ETag": file.etag}
-    if file.etag in _etags(request.headers.get("if-none-match")):
+    if file.etag in etags(request.headers.get("if-none-match")):
         return Response(status_code=304, headers=headers)
     body = b"" if request.method == "HEAD" else file.body
     response = Response(body, media_type=content_type, headers=headers)
@@ -125,7 +125,7 @@ def _answer(request: Request, file: _Cached, content_type: str) -> Response:
     return response
 
 
-def _etags(header: str | None) -> set[str]:
+def etags(header: str | None) -> set[str]:
     if not header:
         return set()
     return {part.strip().removeprefix("W/") for part in header.split(",")}
@@ -146,7 +146,7 @@ def build_admin_pages_router(static_dir: Path = STATIC_DIR) -> APIRouter:
 
     ``static_dir`` is the package's folder; tests point it elsewhere to see the 503.
     """
-    files = _Files(static_dir)
+    files = PackagedFiles(static_dir)
     router = APIRouter(tags=["admin-pages"], include_in_schema=False)
     warned: list[bool] = []
 

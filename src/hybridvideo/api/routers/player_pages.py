@@ -41,7 +41,7 @@ from fastapi.responses import JSONResponse
 
 from hybridvideo.api.deps import AdminDep, ContainerDep
 from hybridvideo.api.errors import error_response
-from hybridvideo.api.routers.admin_pages import CONTENT_TYPES, HTML_TYPE, _etags, _Files
+from hybridvideo.api.routers.admin_pages import CONTENT_TYPES, HTML_TYPE, PackagedFiles, etags
 from hybridvideo.config import Settings
 from hybridvideo.errors import ConfigurationError, InvalidInput, NotFound
 from hybridvideo.playback.identity import Viewer
@@ -123,7 +123,7 @@ def page_config(settings: Settings, video_id: str, next_id: str | None) -> dict[
 
 
 def build_player_pages_router(settings: Settings, static_dir: Path = STATIC_DIR) -> APIRouter:
-    files = _Files(static_dir)
+    files = PackagedFiles(static_dir)
     compressed: dict[str, bytes] = {}  # by the file's ETag: compressed once per build
     router = APIRouter(tags=["player-pages"], include_in_schema=False)
     policies = {embed: content_security_policy(settings, embed=embed) for embed in (False, True)}
@@ -203,7 +203,7 @@ def build_player_pages_router(settings: Settings, static_dir: Path = STATIC_DIR)
             "ETag": etag,
             "Vary": "Accept-Encoding",
         }
-        if etag in _etags(request.headers.get("if-none-match")):
+        if etag in etags(request.headers.get("if-none-match")):
             return Response(status_code=304, headers=headers)
         body = found.body
         if use_gzip:
